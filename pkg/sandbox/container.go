@@ -1,0 +1,298 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/runbox/runbox/pkg/catalog"
+)
+
+// sandboxEnv is the whole environment of the sandbox besides what the image
+// sets: nothing of the worker or the host reaches the program.
+var sandboxEnv = []string{"HOME=/box", "TMPDIR=/tmp", "LANG=C.UTF-8"}
+
+// startContainer creates and starts the sandbox container for a job and
+// returns its id. The container is removed again if it cannot be started.
+func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog.Language, memoryMB int) (string, error) {
+	initProcess := true
+	pids := r.config.PidsLimit
+	memory := int64(memoryMB) << 20
+	uid, gid, _ := splitUser(r.config.User)
+	tmpfs := func(sizeMB int, extra string) string {
+		return fmt.Sprintf("rw,%snosuid,nodev,size=%dm,uid=%s,gid=%s,mode=0700",
+			extra, sizeMB, uid, gid)
+	}
+	config := &container.Config{
+		Image:           ImageRef(lang),
+		Cmd:             []string{"sleep", "infinity"},
+		User:            r.config.User,
+		WorkingDir:      "/box",
+		Env:             sandboxEnv,
+		NetworkDisabled: true,
+		Labels: map[string]string{
+			LabelSubmission: jobID,
+			LabelWorker:     r.config.WorkerName,
+		},
+	}
+	host := &container.HostConfig{
+		NetworkMode:    "none",
+		ReadonlyRootfs: true,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		Init:           &initProcess,
+		IpcMode:        "private",
+		Runtime:        r.config.Runtime,
+		LogConfig:      container.LogConfig{Type: "none"},
+		Tmpfs: map[string]string{
+			"/box": tmpfs(r.config.WorkDirMB, "exec,"),
+			"/tmp": tmpfs(r.config.TmpMB, "exec,"),
+		},
+		Resources: container.Resources{
+			Memory:     memory,
+			MemorySwap: memory,
+			PidsLimit:  &pids,
+			NanoCPUs:   r.config.NanoCPUs,
+		},
+	}
+	created, err := r.docker.ContainerCreate(ctx, config, host, nil, nil, "")
+	if err != nil {
+		return "", platformError("create container from "+config.Image, err)
+	}
+	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		r.removeContainer(created.ID, jobID)
+		return "", platformError("start container", err)
+	}
+	return created.ID, nil
+}
+
+func splitUser(user string) (string, string, bool) {
+	for i := 0; i < len(user); i++ {
+		if user[i] == ':' {
+			return user[:i], user[i+1:], true
+		}
+	}
+	return user, user, false
+}
+
+// removeContainer force-removes a container. It uses its own context, so
+// the container goes even when the job's context was cancelled.
+func (r *Runner) removeContainer(id, jobID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := r.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil {
+		r.log.Error("remove sandbox container", "container", shortID(id),
+			"submission", jobID, "error", err)
+	}
+}
+
+func shortID(id string) string {
+	return id[:min(12, len(id))]
+}
+
+// execStep is one process run inside the sandbox.
+type execStep struct {
+	cmd         []string
+	stdin       string
+	timeout     time.Duration
+	outputLimit int
+	// mergeOutput sends stderr into the stdout buffer, for compiler output.
+	mergeOutput bool
+}
+
+// execResult is what one step produced.
+type execResult struct {
+	outcome
+	stdout  *cappedBuffer
+	stderr  *cappedBuffer
+	elapsed time.Duration
+}
+
+// exec runs one step and waits for it to end, for its time limit, or for
+// its output to pass the cap. The last two kill the container, so no step
+// may follow them.
+func (r *Runner) exec(ctx context.Context, containerID string, step execStep) (*execResult, error) {
+	created, err := r.docker.ContainerExecCreate(ctx, containerID, container.ExecOptions{
+		Cmd:          step.cmd,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		WorkingDir:   "/box",
+	})
+	if err != nil {
+		return nil, platformError("create exec", err)
+	}
+
+	var killOnce sync.Once
+	var killed, timedOut, exceeded atomic.Bool
+	kill := func() {
+		killOnce.Do(func() {
+			killed.Store(true)
+			killCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := r.docker.ContainerKill(killCtx, containerID, "KILL"); err != nil {
+				r.log.Warn("kill sandbox container", "container", shortID(containerID), "error", err)
+			}
+		})
+	}
+	res := &execResult{}
+	// The kill runs apart from the stream copy, which must keep draining:
+	// the engine finishes a kill only after the exec's output is consumed.
+	overflow := func() { exceeded.Store(true); go kill() }
+	res.stdout = newCappedBuffer(step.outputLimit, overflow)
+	res.stderr = res.stdout
+	if !step.mergeOutput {
+		res.stderr = newCappedBuffer(step.outputLimit, overflow)
+	}
+
+	start := time.Now()
+	attach, err := r.docker.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, platformError("attach exec", err)
+	}
+	defer attach.Close()
+
+	timer := time.AfterFunc(step.timeout, func() { timedOut.Store(true); kill() })
+	defer timer.Stop()
+	stopOnCancel := context.AfterFunc(ctx, kill)
+	defer stopOnCancel()
+
+	go func() {
+		// A program that exits without reading its stdin makes this write
+		// fail, which is expected and ignored.
+		if step.stdin != "" {
+			_, _ = io.WriteString(attach.Conn, step.stdin)
+		}
+		_ = attach.CloseWrite()
+	}()
+	_, copyErr := stdcopy.StdCopy(res.stdout, res.stderr, attach.Reader)
+	res.elapsed = time.Since(start)
+	timer.Stop()
+
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	res.TimedOut = timedOut.Load() && !exceeded.Load()
+	res.OutputExceeded = exceeded.Load()
+	if killed.Load() {
+		return res, nil
+	}
+	if copyErr != nil && !errors.Is(copyErr, io.EOF) {
+		return nil, platformError("read exec output", copyErr)
+	}
+	return res, r.inspectExit(ctx, containerID, created.ID, res)
+}
+
+// inspectExit fills in the exit code and, for an exit by SIGKILL the runner
+// did not cause, whether the kernel's OOM killer sent it. The engine sets
+// OOMKilled only when the container stops, so the container is stopped
+// first; it is removed right after anyway.
+func (r *Runner) inspectExit(ctx context.Context, containerID, execID string, res *execResult) error {
+	inspect, err := r.docker.ContainerExecInspect(ctx, execID)
+	if err != nil {
+		return platformError("inspect exec", err)
+	}
+	for i := 0; inspect.Running && i < 50; i++ {
+		time.Sleep(2 * time.Millisecond)
+		if inspect, err = r.docker.ContainerExecInspect(ctx, execID); err != nil {
+			return platformError("inspect exec", err)
+		}
+	}
+	res.ExitCode = inspect.ExitCode
+	if res.ExitCode != 128+9 {
+		return nil
+	}
+	if err := r.docker.ContainerKill(ctx, containerID, "KILL"); err != nil {
+		return platformError("stop container to read its OOM state", err)
+	}
+	waitCh, errCh := r.docker.ContainerWait(ctx, containerID, container.WaitConditionNotRunning)
+	select {
+	case <-waitCh:
+	case err := <-errCh:
+		return platformError("wait for container to stop", err)
+	}
+	state, err := r.docker.ContainerInspect(ctx, containerID)
+	if err != nil {
+		return platformError("inspect container", err)
+	}
+	res.OOMKilled = state.State != nil && state.State.OOMKilled
+	return nil
+}
+
+// RemoveSubmissionContainers removes every container labelled with the
+// submission id, such as one left by an earlier attempt of a worker that
+// died. It returns how many it removed.
+func (r *Runner) RemoveSubmissionContainers(ctx context.Context, submissionID string) (int, error) {
+	return r.removeMatching(ctx, filters.NewArgs(
+		filters.Arg("label", LabelSubmission+"="+submissionID)), 0)
+}
+
+// Sweep removes sandbox containers older than maxAge, which must exceed the
+// longest possible run. It returns how many it removed.
+func (r *Runner) Sweep(ctx context.Context, maxAge time.Duration) (int, error) {
+	return r.removeMatching(ctx, filters.NewArgs(filters.Arg("label", LabelSubmission)), maxAge)
+}
+
+func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge time.Duration) (int, error) {
+	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: match})
+	if err != nil {
+		return 0, platformError("list sandbox containers", err)
+	}
+	removed := 0
+	for _, c := range list {
+		age := time.Since(time.Unix(c.Created, 0))
+		if age < minAge {
+			continue
+		}
+		err := r.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil {
+			return removed, platformError("remove container "+shortID(c.ID), err)
+		}
+		removed++
+		r.log.Info("removed leftover sandbox container", "container", shortID(c.ID),
+			"submission", c.Labels[LabelSubmission], "age", age.Round(time.Second).String(),
+			"state", c.State)
+	}
+	return removed, nil
+}
+
+// CountContainers returns how many sandbox containers exist, for tests and
+// health reports.
+func (r *Runner) CountContainers(ctx context.Context) (int, error) {
+	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelSubmission))})
+	if err != nil {
+		return 0, platformError("list sandbox containers", err)
+	}
+	return len(list), nil
+}
+
+// Ping checks that the engine answers.
+func (r *Runner) Ping(ctx context.Context) error {
+	if _, err := r.docker.Ping(ctx); err != nil {
+		return platformError("ping docker engine", err)
+	}
+	return nil
+}
+
+// ImageExists reports whether the language's image is present on the engine.
+func (r *Runner) ImageExists(ctx context.Context, lang *catalog.Language) (bool, error) {
+	_, err := r.docker.ImageInspect(ctx, ImageRef(lang))
+	if err == nil {
+		return true, nil
+	}
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	return false, platformError("inspect image "+ImageRef(lang), err)
+}

@@ -1,0 +1,326 @@
+// Package sandbox runs one submission in a fresh, disposable container
+// through the Docker Engine API.
+//
+// # Life of a run
+//
+// The runner creates a container from the language's image with no
+// network, a read-only root file system, tmpfs mounts at /box (the work
+// directory) and /tmp, an unprivileged user, no capabilities,
+// no-new-privileges, a memory limit without swap and a process limit. Its
+// main process is `sleep infinity` under the engine's init. The steps then
+// run as exec processes:
+//
+//  1. With a compile command: `head -c N > <source_file>; <compile>`, fed
+//     the source on stdin, under the compile time and memory limits.
+//  2. The run: `exec <run> "$@"` with the program arguments, fed the
+//     user's stdin (preceded by the source when there was no compile step,
+//     which then writes it first).
+//
+// The source therefore enters through the exec's stdin before the program
+// starts, and output leaves through the attached streams: the worker never
+// touches a file the sandbox could have written. The container is
+// force-removed on every path.
+//
+// A time limit or an output cap is enforced by killing the whole container.
+// An exit by SIGKILL that the runner did not cause is checked against the
+// engine's OOM report.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+
+	"github.com/runbox/runbox/pkg/catalog"
+	"github.com/runbox/runbox/pkg/submission"
+)
+
+// Labels every sandbox container carries.
+const (
+	LabelSubmission = "runbox.submission"
+	LabelWorker     = "runbox.worker"
+)
+
+// Config sets the sandbox limits that requests cannot change. The zero
+// value of a field means its default.
+type Config struct {
+	// Runtime is the OCI runtime, such as "runsc"; empty means the engine's
+	// default.
+	Runtime string
+	// WorkerName is stored in the runbox.worker label.
+	WorkerName string
+	// User is the uid:gid the program runs as. Default "10001:10001".
+	User string
+	// WorkDirMB is the size of the /box tmpfs in MiB. Default 128.
+	WorkDirMB int
+	// TmpMB is the size of the /tmp tmpfs in MiB. Default 64.
+	TmpMB int
+	// PidsLimit caps the processes and threads of a container. Default 128.
+	PidsLimit int64
+	// OutputLimit caps stdout and stderr, each, in bytes. Default 64 KiB.
+	OutputLimit int
+	// CompileOutputLimit caps the compiler's output in bytes. Default 64 KiB.
+	CompileOutputLimit int
+	// CompileTime is the compile step's wall-clock limit when the language
+	// sets none. Default 15 s.
+	CompileTime time.Duration
+	// CompileMemoryMB is the compile step's memory limit when the language
+	// sets none. Default 512.
+	CompileMemoryMB int
+	// NanoCPUs caps the CPU share of a container in units of 1e-9 CPUs.
+	// Default 1e9, one CPU.
+	NanoCPUs int64
+}
+
+// Defaults of Config, as documented on its fields.
+const (
+	DefaultUser               = "10001:10001"
+	DefaultWorkDirMB          = 128
+	DefaultTmpMB              = 64
+	DefaultPidsLimit          = 128
+	DefaultOutputLimit        = 64 << 10
+	DefaultCompileOutputLimit = 64 << 10
+	DefaultCompileTime        = 15 * time.Second
+	DefaultCompileMemoryMB    = 512
+	DefaultNanoCPUs           = 1_000_000_000
+)
+
+func (c Config) withDefaults() Config {
+	if c.User == "" {
+		c.User = DefaultUser
+	}
+	if c.WorkDirMB == 0 {
+		c.WorkDirMB = DefaultWorkDirMB
+	}
+	if c.TmpMB == 0 {
+		c.TmpMB = DefaultTmpMB
+	}
+	if c.PidsLimit == 0 {
+		c.PidsLimit = DefaultPidsLimit
+	}
+	if c.OutputLimit == 0 {
+		c.OutputLimit = DefaultOutputLimit
+	}
+	if c.CompileOutputLimit == 0 {
+		c.CompileOutputLimit = DefaultCompileOutputLimit
+	}
+	if c.CompileTime == 0 {
+		c.CompileTime = DefaultCompileTime
+	}
+	if c.CompileMemoryMB == 0 {
+		c.CompileMemoryMB = DefaultCompileMemoryMB
+	}
+	if c.NanoCPUs == 0 {
+		c.NanoCPUs = DefaultNanoCPUs
+	}
+	return c
+}
+
+// Job is one submission to run.
+type Job struct {
+	// ID is the submission id, stored in the runbox.submission label.
+	ID        string
+	Language  *catalog.Language
+	Source    string
+	Stdin     string
+	Args      []string
+	TimeLimit time.Duration
+	MemoryMB  int
+}
+
+// PlatformError is a failure of the platform (engine, image, network
+// between worker and engine), never of the submitted program. The worker
+// retries such failures.
+type PlatformError struct {
+	Op  string
+	Err error
+}
+
+func (e *PlatformError) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *PlatformError) Unwrap() error { return e.Err }
+
+func platformError(op string, err error) error {
+	return &PlatformError{Op: op, Err: err}
+}
+
+// Runner runs jobs on one Docker engine.
+type Runner struct {
+	docker *client.Client
+	config Config
+	log    *slog.Logger
+}
+
+// NewRunner returns a runner that uses docker with the given configuration.
+func NewRunner(docker *client.Client, config Config, log *slog.Logger) *Runner {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Runner{docker: docker, config: config.withDefaults(), log: log}
+}
+
+// Config returns the runner's configuration with defaults applied.
+func (r *Runner) Config() Config { return r.config }
+
+// ImageRef returns the image reference of a language, with the tag latest
+// when the catalogue names none.
+func ImageRef(lang *catalog.Language) string {
+	name := lang.Image
+	if i := strings.LastIndex(name, "/"); !strings.Contains(name[i+1:], ":") {
+		name += ":latest"
+	}
+	return name
+}
+
+// Run runs the job and returns its result. A returned error is always a
+// *PlatformError or the context's error; anything the program does ends in
+// a result with a verdict.
+func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
+	lang := job.Language
+	compileMemoryMB := r.compileMemoryMB(lang)
+	startMemoryMB := job.MemoryMB
+	if lang.Compile != "" {
+		startMemoryMB = max(job.MemoryMB, compileMemoryMB)
+	}
+	id, err := r.startContainer(ctx, job.ID, lang, startMemoryMB)
+	if err != nil {
+		return nil, err
+	}
+	defer r.removeContainer(id, job.ID)
+
+	result := &submission.Result{}
+	runStdin := job.Stdin
+	runScript := runCommand(lang, "")
+	if lang.Compile == "" {
+		runStdin = job.Source + job.Stdin
+		runScript = runCommand(lang, writeSource(lang, len(job.Source)))
+	} else {
+		done, err := r.compile(ctx, id, job, compileMemoryMB, result)
+		if err != nil || done {
+			return result, err
+		}
+	}
+
+	step := execStep{
+		cmd:         append([]string{"/bin/sh", "-c", runScript, "runbox"}, job.Args...),
+		stdin:       runStdin,
+		timeout:     job.TimeLimit,
+		outputLimit: r.config.OutputLimit,
+	}
+	res, err := r.exec(ctx, id, step)
+	if err != nil {
+		return nil, err
+	}
+	result.Stdout, result.StdoutTruncated = res.stdout.Bytes()
+	result.Stderr, result.StderrTruncated = res.stderr.Bytes()
+	result.TimeMS = res.elapsed.Milliseconds()
+	if !res.TimedOut && !res.OutputExceeded {
+		exitCode := res.ExitCode
+		result.ExitCode = &exitCode
+	}
+	result.Verdict, result.Message, result.Signal = runVerdict(res.outcome,
+		job.TimeLimit, job.MemoryMB, r.config.OutputLimit)
+	return result, nil
+}
+
+// compile runs the compile step. It returns done=true when the result is
+// final because compilation failed.
+func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB int, result *submission.Result) (bool, error) {
+	lang := job.Language
+	timeLimit := r.compileTime(lang)
+	script := writeSource(lang, len(job.Source)) + " && " + lang.Compile
+	res, err := r.exec(ctx, id, execStep{
+		cmd:         []string{"/bin/sh", "-c", script},
+		stdin:       job.Source,
+		timeout:     timeLimit,
+		outputLimit: r.config.CompileOutputLimit,
+		mergeOutput: true,
+	})
+	if err != nil {
+		return true, err
+	}
+	result.CompileOutput, _ = res.stdout.Bytes()
+	result.CompileTimeMS = res.elapsed.Milliseconds()
+	if message := compileVerdict(res.outcome, timeLimit, memoryMB); message != "" {
+		result.Verdict = submission.VerdictCompileError
+		result.Message = message
+		result.Stdout, result.Stderr = []byte{}, []byte{}
+		return true, nil
+	}
+	if memoryMB != job.MemoryMB {
+		bytes := int64(job.MemoryMB) << 20
+		_, err := r.docker.ContainerUpdate(ctx, id, container.UpdateConfig{
+			Resources: container.Resources{Memory: bytes, MemorySwap: bytes},
+		})
+		if err != nil {
+			return true, platformError("lower memory limit after compiling", err)
+		}
+	}
+	return false, nil
+}
+
+func (r *Runner) compileTime(lang *catalog.Language) time.Duration {
+	if lang.Limits.CompileTimeMS > 0 {
+		return time.Duration(lang.Limits.CompileTimeMS) * time.Millisecond
+	}
+	return r.config.CompileTime
+}
+
+func (r *Runner) compileMemoryMB(lang *catalog.Language) int {
+	if lang.Limits.CompileMemoryMB > 0 {
+		return lang.Limits.CompileMemoryMB
+	}
+	return r.config.CompileMemoryMB
+}
+
+// writeSource returns the shell command that copies exactly size bytes of
+// stdin into the language's source file. GNU head reads no further than
+// that, so the rest of stdin stays for the program.
+func writeSource(lang *catalog.Language, size int) string {
+	return "head -c " + strconv.Itoa(size) + " > '" + lang.SourceFile + "'"
+}
+
+// runCommand returns the shell script of the run step; the program
+// arguments follow as "$@" and are never parsed by the shell.
+func runCommand(lang *catalog.Language, prelude string) string {
+	run := "exec " + lang.Run + ` "$@"`
+	if prelude == "" {
+		return run
+	}
+	return prelude + " && " + run
+}
+
+// Version runs the language's version command in a sandbox and returns
+// the version it reports.
+func (r *Runner) Version(ctx context.Context, lang *catalog.Language) (string, error) {
+	id, err := r.startContainer(ctx, "version-"+lang.ID, lang, r.compileMemoryMB(lang))
+	if err != nil {
+		return "", err
+	}
+	defer r.removeContainer(id, "version-"+lang.ID)
+	res, err := r.exec(ctx, id, execStep{
+		cmd:         []string{"/bin/sh", "-c", lang.Version},
+		timeout:     r.compileTime(lang),
+		outputLimit: 4096,
+		mergeOutput: true,
+	})
+	if err != nil {
+		return "", err
+	}
+	output, _ := res.stdout.Bytes()
+	if res.ExitCode != 0 || res.TimedOut {
+		return "", fmt.Errorf("version command %q exited with status %d: %s",
+			lang.Version, res.ExitCode, strings.TrimSpace(string(output)))
+	}
+	version := lang.ParseVersion(string(output))
+	if version == "" {
+		return "", errors.New("version command printed nothing")
+	}
+	return version, nil
+}

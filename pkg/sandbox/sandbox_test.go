@@ -1,0 +1,170 @@
+package sandbox_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/runbox/runbox/pkg/catalog"
+	"github.com/runbox/runbox/pkg/sandbox"
+	"github.com/runbox/runbox/pkg/submission"
+)
+
+// newRunner returns a runner on the local Docker engine and checks after
+// the test that no sandbox container is left.
+func newRunner(t *testing.T) *sandbox.Runner {
+	t.Helper()
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("create docker client: %v", err)
+	}
+	t.Cleanup(func() { docker.Close() })
+	runner := sandbox.NewRunner(docker, sandbox.Config{WorkerName: "sandbox-test"}, nil)
+	if err := runner.Ping(context.Background()); err != nil {
+		t.Fatalf("docker engine not reachable (run `make test`, which starts it): %v", err)
+	}
+	t.Cleanup(func() {
+		n, err := runner.CountContainers(context.Background())
+		if err != nil {
+			t.Errorf("count sandbox containers: %v", err)
+		}
+		if n != 0 {
+			t.Errorf("%d sandbox containers left after the test", n)
+		}
+	})
+	return runner
+}
+
+func language(t *testing.T, id string) *catalog.Language {
+	t.Helper()
+	lang, ok := catalog.Embedded().Get(id)
+	if !ok {
+		t.Fatalf("language %q is not in the catalogue", id)
+	}
+	return lang
+}
+
+func run(t *testing.T, runner *sandbox.Runner, job sandbox.Job) *submission.Result {
+	t.Helper()
+	if job.ID == "" {
+		job.ID = "test-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
+	}
+	if job.TimeLimit == 0 {
+		job.TimeLimit = 5 * time.Second
+	}
+	if job.MemoryMB == 0 {
+		job.MemoryMB = 128
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	result, err := runner.Run(ctx, job)
+	if err != nil {
+		t.Fatalf("run %s: platform error: %v", job.Language.ID, err)
+	}
+	return result
+}
+
+func TestRunPythonHello(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"), Source: "print('hello')\n"})
+	if res.Verdict != submission.VerdictOK {
+		t.Fatalf("verdict = %s (%s), stderr %q; want ok", res.Verdict, res.Message, res.Stderr)
+	}
+	if got := string(res.Stdout); got != "hello\n" {
+		t.Errorf("stdout = %q, want %q", got, "hello\n")
+	}
+	if res.ExitCode == nil || *res.ExitCode != 0 {
+		t.Errorf("exit code = %v, want 0", res.ExitCode)
+	}
+}
+
+func TestRunStdinAndArgs(t *testing.T) {
+	runner := newRunner(t)
+	src := "import sys\nprint(sys.stdin.read(), end='')\nprint(sys.argv[1:])\n"
+	res := run(t, runner, sandbox.Job{
+		Language: language(t, "python"), Source: src,
+		Stdin: "line one\nline two\n", Args: []string{"; rm -rf / $(id)", "`x`"},
+	})
+	want := "line one\nline two\n['; rm -rf / $(id)', '`x`']\n"
+	if got := string(res.Stdout); got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
+func TestRunNonZeroExit(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"),
+		Source: "import sys\nprint('bye')\nsys.exit(3)\n"})
+	if res.Verdict != submission.VerdictRuntimeError {
+		t.Errorf("verdict = %s, want runtime_error", res.Verdict)
+	}
+	if res.ExitCode == nil || *res.ExitCode != 3 {
+		t.Errorf("exit code = %v, want 3", res.ExitCode)
+	}
+}
+
+func TestRunTimeLimit(t *testing.T) {
+	runner := newRunner(t)
+	start := time.Now()
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"), TimeLimit: time.Second,
+		Source: "import time\nprint('before', flush=True)\ntime.sleep(30)\n"})
+	if res.Verdict != submission.VerdictTimeLimitExceeded {
+		t.Errorf("verdict = %s, want time_limit_exceeded", res.Verdict)
+	}
+	if got := string(res.Stdout); got != "before\n" {
+		t.Errorf("stdout = %q, want the output before the limit", got)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("run took %s, want about the 1 s limit", elapsed)
+	}
+}
+
+func TestRunCompileError(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "c"), Source: "int main( { return 0; }\n"})
+	if res.Verdict != submission.VerdictCompileError {
+		t.Fatalf("verdict = %s, want compile_error", res.Verdict)
+	}
+	if !strings.Contains(string(res.CompileOutput), "error") {
+		t.Errorf("compile output %q does not contain the compiler's error", res.CompileOutput)
+	}
+}
+
+func TestRunSegfaultSignal(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "c"),
+		Source: "int main(void) { volatile int *p = 0; return *p; }\n"})
+	if res.Verdict != submission.VerdictRuntimeError {
+		t.Errorf("verdict = %s, want runtime_error", res.Verdict)
+	}
+	if res.Signal != "SIGSEGV" {
+		t.Errorf("signal = %q, want SIGSEGV", res.Signal)
+	}
+}
+
+func TestRunMemoryLimit(t *testing.T) {
+	runner := newRunner(t)
+	src := "x = bytearray(512 * 1024 * 1024)\nprint(len(x))\n"
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"), Source: src, MemoryMB: 64})
+	if res.Verdict != submission.VerdictMemoryLimitExceeded {
+		t.Errorf("verdict = %s (%s), want memory_limit_exceeded", res.Verdict, res.Message)
+	}
+}
+
+func TestRunOutputLimit(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"),
+		Source: "while True:\n    print('x' * 1000)\n"})
+	if res.Verdict != submission.VerdictOutputLimitExceeded {
+		t.Errorf("verdict = %s, want output_limit_exceeded", res.Verdict)
+	}
+	if !res.StdoutTruncated {
+		t.Error("stdout_truncated is false, want true")
+	}
+	if len(res.Stdout) != sandbox.DefaultOutputLimit {
+		t.Errorf("kept %d bytes of stdout, want the cap of %d", len(res.Stdout), sandbox.DefaultOutputLimit)
+	}
+}

@@ -1,0 +1,170 @@
+// Package submission holds the submission model and the JSON wire types that
+// the API, the worker and the web page share.
+package submission
+
+import (
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
+
+// Status is where a submission is in its life.
+type Status string
+
+const (
+	StatusQueued  Status = "queued"
+	StatusRunning Status = "running"
+	StatusDone    Status = "done"
+)
+
+// Verdict is the outcome of a finished submission.
+type Verdict string
+
+const (
+	VerdictOK                  Verdict = "ok"
+	VerdictCompileError        Verdict = "compile_error"
+	VerdictRuntimeError        Verdict = "runtime_error"
+	VerdictTimeLimitExceeded   Verdict = "time_limit_exceeded"
+	VerdictMemoryLimitExceeded Verdict = "memory_limit_exceeded"
+	VerdictOutputLimitExceeded Verdict = "output_limit_exceeded"
+	// VerdictInternalError means the platform failed, never the program.
+	VerdictInternalError Verdict = "internal_error"
+)
+
+// Request is the body of POST /api/v1/submissions.
+type Request struct {
+	Language string         `json:"language"`
+	Source   string         `json:"source"`
+	Stdin    string         `json:"stdin,omitempty"`
+	Args     []string       `json:"args,omitempty"`
+	Limits   *RequestLimits `json:"limits,omitempty"`
+}
+
+// RequestLimits are the limits a request may set. A missing field takes the
+// language's default; zero is rejected like any other value out of range.
+type RequestLimits struct {
+	TimeMS   *int `json:"time_ms,omitempty"`
+	MemoryMB *int `json:"memory_mb,omitempty"`
+}
+
+// Limits are the effective resource limits of one run.
+type Limits struct {
+	// TimeMS is the wall-clock limit of the run, in milliseconds.
+	TimeMS int `json:"time_ms"`
+	// MemoryMB is the memory limit of the run, in MiB, without swap.
+	MemoryMB int `json:"memory_mb"`
+}
+
+// Submission is what Redis stores: the request, its effective limits and,
+// once the worker is done, the result.
+type Submission struct {
+	ID       string   `json:"id"`
+	Language string   `json:"language"`
+	Source   string   `json:"source"`
+	Stdin    string   `json:"stdin,omitempty"`
+	Args     []string `json:"args,omitempty"`
+	Limits   Limits   `json:"limits"`
+	Status   Status   `json:"status"`
+	// Attempts counts the times a worker started this submission.
+	Attempts   int        `json:"attempts,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Result     *Result    `json:"result,omitempty"`
+}
+
+// Result is the outcome of a run, as the sandbox reports it.
+type Result struct {
+	Verdict Verdict `json:"verdict"`
+	// Message explains the verdict in one sentence, such as which limit was
+	// exceeded or why the platform failed.
+	Message  string `json:"message,omitempty"`
+	Stdout   []byte `json:"stdout"`
+	Stderr   []byte `json:"stderr"`
+	ExitCode *int   `json:"exit_code"`
+	// Signal is the name of the signal that ended the program, if any.
+	Signal          string `json:"signal,omitempty"`
+	TimeMS          int64  `json:"time_ms"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+	CompileOutput   []byte `json:"compile_output,omitempty"`
+	CompileTimeMS   int64  `json:"compile_time_ms,omitempty"`
+	// Worker names the worker process that ran the submission.
+	Worker string `json:"worker,omitempty"`
+}
+
+// View is the JSON body of GET /api/v1/submissions/{id}. The result fields
+// are present once the status is done.
+type View struct {
+	ID         string     `json:"id"`
+	Language   string     `json:"language"`
+	Status     Status     `json:"status"`
+	Limits     Limits     `json:"limits"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+
+	Verdict         Verdict `json:"verdict,omitempty"`
+	Message         string  `json:"message,omitempty"`
+	Stdout          *string `json:"stdout,omitempty"`
+	StdoutEncoding  string  `json:"stdout_encoding,omitempty"`
+	Stderr          *string `json:"stderr,omitempty"`
+	StderrEncoding  string  `json:"stderr_encoding,omitempty"`
+	ExitCode        *int    `json:"exit_code,omitempty"`
+	Signal          string  `json:"signal,omitempty"`
+	TimeMS          *int64  `json:"time_ms,omitempty"`
+	StdoutTruncated bool    `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool    `json:"stderr_truncated,omitempty"`
+	CompileOutput   *string `json:"compile_output,omitempty"`
+	CompileEncoding string  `json:"compile_output_encoding,omitempty"`
+	CompileTimeMS   *int64  `json:"compile_time_ms,omitempty"`
+	Worker          string  `json:"worker,omitempty"`
+}
+
+// EncodingBase64 marks a field whose bytes are not valid UTF-8 and are
+// therefore sent base64-encoded, so that no byte is lost.
+const EncodingBase64 = "base64"
+
+// View returns the public form of the submission.
+func (s *Submission) View() View {
+	v := View{
+		ID:         s.ID,
+		Language:   s.Language,
+		Status:     s.Status,
+		Limits:     s.Limits,
+		CreatedAt:  s.CreatedAt,
+		StartedAt:  s.StartedAt,
+		FinishedAt: s.FinishedAt,
+	}
+	r := s.Result
+	if s.Status != StatusDone || r == nil {
+		return v
+	}
+	v.Verdict = r.Verdict
+	v.Message = r.Message
+	v.Stdout, v.StdoutEncoding = encodeOutput(r.Stdout)
+	v.Stderr, v.StderrEncoding = encodeOutput(r.Stderr)
+	v.ExitCode = r.ExitCode
+	v.Signal = r.Signal
+	v.TimeMS = &r.TimeMS
+	v.StdoutTruncated = r.StdoutTruncated
+	v.StderrTruncated = r.StderrTruncated
+	if r.CompileOutput != nil || r.CompileTimeMS > 0 {
+		v.CompileOutput, v.CompileEncoding = encodeOutput(r.CompileOutput)
+		v.CompileTimeMS = &r.CompileTimeMS
+	}
+	v.Worker = r.Worker
+	return v
+}
+
+// encodeOutput returns the bytes as a string when they are valid UTF-8 and
+// as base64 with the encoding name otherwise. NUL and escape bytes are valid
+// UTF-8, and encoding/json escapes them.
+func encodeOutput(b []byte) (*string, string) {
+	if utf8.Valid(b) {
+		s := string(b)
+		return &s, ""
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	return &s, EncodingBase64
+}
