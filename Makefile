@@ -1,0 +1,42 @@
+# Runbox: `make run` starts everything on this host, `make test` runs every
+# test. Both install and start what they need (Docker engine, Redis, images).
+
+GO        ?= go
+BIN       := bin
+LANGUAGES ?=
+export LANGUAGES
+
+.PHONY: all build setup setup-test images run test test-unit bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/runbox-api ./api
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/runbox-worker ./worker
+
+# Installs and starts the Docker engine and Redis where they are missing.
+setup:
+	deployments/scripts/setup-host.sh
+
+setup-test:
+	deployments/scripts/setup-host.sh --test
+
+# Builds the base image and the language images; unchanged images are
+# skipped. LANGUAGES=python,c builds a subset.
+images:
+	deployments/scripts/build-images.sh
+
+run: setup images build
+	deployments/scripts/run-local.sh
+
+# Every test: unit, integration (real Redis and Docker engine), end to end
+# and the browser test.
+test: setup-test images
+	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -p 1 -timeout 60m ./...
+
+# Unit tests only; they need no engine.
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+clean:
+	rm -rf $(BIN)

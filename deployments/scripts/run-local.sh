@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the API and one worker in the foreground on this host until Ctrl+C.
+# `make run` calls it after setup, images and build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export RUNBOX_HTTP_ADDR="${RUNBOX_HTTP_ADDR:-127.0.0.1:8080}"
+export RUNBOX_REDIS_URL="${RUNBOX_REDIS_URL:-redis://127.0.0.1:6379/0}"
+
+bin/runbox-worker &
+worker=$!
+bin/runbox-api &
+api=$!
+trap 'kill -TERM $api $worker 2>/dev/null; wait $api $worker 2>/dev/null' INT TERM EXIT
+
+for _ in $(seq 1 50); do
+  curl -fsS "http://$RUNBOX_HTTP_ADDR/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo
+echo "Runbox is running: http://$RUNBOX_HTTP_ADDR/  (Ctrl+C stops it)"
+echo
+wait -n $api $worker

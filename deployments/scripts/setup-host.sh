@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs and starts what Runbox needs on a Debian host: the Docker engine
+# and Redis from Debian's packages, plus, with --test, Chromium for the
+# browser test. Safe to run again: it installs only what is missing and
+# starts only what is not running.
+set -euo pipefail
+
+want_test_tools=false
+[ "${1:-}" = "--test" ] && want_test_tools=true
+
+log_dir=/var/log/runbox
+mkdir -p "$log_dir"
+
+apt_updated=false
+# Installs the Debian packages that are not installed yet.
+install_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages ${missing[*]}; run as root to install them" >&2
+    exit 1
+  fi
+  if ! $apt_updated; then
+    apt-get update -q >/dev/null
+    apt_updated=true
+  fi
+  echo "setup: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >"$log_dir/apt.log" 2>&1 \
+    || { tail -n 20 "$log_dir/apt.log" >&2; exit 1; }
+}
+
+packages=(docker.io redis-server debootstrap ca-certificates)
+$want_test_tools && packages+=(chromium)
+install_packages "${packages[@]}"
+
+# The Docker engine: started by hand where no init system runs it.
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: starting dockerd (log: $log_dir/dockerd.log)"
+  nohup dockerd >"$log_dir/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  if ! docker info >/dev/null 2>&1; then
+    echo "setup: dockerd did not start; last lines of its log:" >&2
+    tail -n 20 "$log_dir/dockerd.log" >&2
+    exit 1
+  fi
+fi
+
+# Redis for `make run`, with an append-only file and no eviction, so that
+# queued submissions survive a restart and are never evicted. Tests start
+# their own Redis containers and do not need this one.
+redis_port="${RUNBOX_REDIS_PORT:-6379}"
+if ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+  mkdir -p /var/lib/runbox/redis
+  echo "setup: starting redis-server on 127.0.0.1:$redis_port (data: /var/lib/runbox/redis)"
+  redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
+    --dir /var/lib/runbox/redis --appendonly yes --maxmemory-policy noeviction \
+    --logfile "$log_dir/redis.log"
+  for _ in $(seq 1 20); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+fi
+echo "setup: docker engine $(docker version -f '{{.Server.Version}}') and redis on port $redis_port are running"

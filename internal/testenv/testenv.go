@@ -1,0 +1,80 @@
+// Package testenv starts the real components integration tests run
+// against: a Redis container through testcontainers-go, and the local
+// Docker engine.
+//
+// Tests need the images from `make images` and an engine; `make test`
+// provides both. The Ryuk reaper is not used (its image cannot be pulled
+// without a registry), so every container is removed with t.Cleanup.
+package testenv
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// RedisImage is built by `make images` from deployments/support/redis.
+const RedisImage = "runbox/redis:latest"
+
+func init() {
+	// The reaper image cannot be pulled here; t.Cleanup removes containers.
+	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+	// Published ports are reached on loopback. Without this testcontainers
+	// may guess the default gateway as the engine's host.
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	}
+}
+
+// Redis is a Redis server in a container of its own.
+type Redis struct {
+	Container testcontainers.Container
+	// URL is a redis:// URL on the loopback address.
+	URL string
+}
+
+// StartRedis starts a Redis container with the append-only file on and
+// removes it when the test ends.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctr, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image:        RedisImage,
+			ExposedPorts: []string{"6379/tcp"},
+			WaitingFor:   wait.ForLog("Ready to accept connections").WithStartupTimeout(30 * time.Second),
+		},
+		Started: true,
+	})
+	testcontainers.CleanupContainer(t, ctr)
+	if err != nil {
+		t.Fatalf("start redis container from %s (built by `make images`): %v", RedisImage, err)
+	}
+	port, err := ctr.MappedPort(ctx, "6379/tcp")
+	if err != nil {
+		t.Fatalf("read redis port: %v", err)
+	}
+	return &Redis{Container: ctr, URL: "redis://127.0.0.1:" + port.Port() + "/0"}
+}
+
+// Docker returns a client of the local engine, closed when the test ends.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("create docker client: %v", err)
+	}
+	t.Cleanup(func() { docker.Close() })
+	if _, err := docker.Ping(context.Background()); err != nil {
+		t.Fatalf("docker engine not reachable (`make test` starts it): %v", err)
+	}
+	return docker
+}

@@ -1,0 +1,278 @@
+// Package e2e drives the real programs: runbox-api and runbox-worker are
+// built once, started as processes against a Redis container and the local
+// Docker engine, and used through HTTP like a client would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/runbox/runbox/internal/testenv"
+	"github.com/runbox/runbox/pkg/sandbox"
+	"github.com/runbox/runbox/pkg/submission"
+)
+
+// binDir holds the programs built by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "runbox-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create temp dir:", err)
+		os.Exit(1)
+	}
+	for _, program := range []string{"api", "worker"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, "runbox-"+program),
+			"github.com/runbox/runbox/"+program)
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build runbox-%s: %v\n", program, err)
+			os.Exit(1)
+		}
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// stack is a running API and worker with their own Redis.
+type stack struct {
+	// URL is the API's base URL, such as http://127.0.0.1:41234.
+	URL        string
+	Redis      *testenv.Redis
+	workerName string
+	api        *process
+	worker     *process
+	workerEnv  []string
+}
+
+// stackOptions change how the stack starts.
+type stackOptions struct {
+	// SelfTest runs the worker's language self-test at start.
+	SelfTest bool
+	// Env is added to both programs' environment.
+	Env []string
+}
+
+// process is a started program whose output goes to a log file.
+type process struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startProcess(t *testing.T, name string, env []string) *process {
+	t.Helper()
+	logFile, err := os.CreateTemp("", "runbox-e2e-"+name+"-*.log")
+	if err != nil {
+		t.Fatalf("create log file: %v", err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "runbox-"+name))
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start runbox-%s: %v", name, err)
+	}
+	p := &process{cmd: cmd, logPath: logFile.Name(), done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+// stop sends SIGTERM and waits; it kills the process after the timeout.
+func (p *process) stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Errorf("%s did not stop within %s of SIGTERM; killing it", p.cmd.Path, timeout)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *process) log() string {
+	data, _ := os.ReadFile(p.logPath)
+	return string(data)
+}
+
+// startStack starts Redis, the API and one worker, waits until the API is
+// healthy, and stops everything when the test ends. It fails the test if a
+// sandbox container of this worker is left afterwards.
+func startStack(t *testing.T, opts stackOptions) *stack {
+	t.Helper()
+	redis := testenv.StartRedis(t)
+	docker := testenv.Docker(t)
+	addr := freeAddr(t)
+	s := &stack{
+		URL:        "http://" + addr,
+		Redis:      redis,
+		workerName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()),
+	}
+	common := append([]string{
+		"RUNBOX_REDIS_URL=" + redis.URL,
+		"RUNBOX_LOG_LEVEL=debug",
+	}, opts.Env...)
+	s.workerEnv = append(common,
+		"RUNBOX_WORKER_NAME="+s.workerName,
+		fmt.Sprintf("RUNBOX_SELF_TEST=%t", opts.SelfTest),
+		"RUNBOX_SHUTDOWN_TIMEOUT=20s",
+	)
+	s.worker = startProcess(t, "worker", s.workerEnv)
+	s.api = startProcess(t, "api", append(common, "RUNBOX_HTTP_ADDR="+addr))
+	t.Cleanup(func() {
+		s.api.stop(t, 10*time.Second)
+		s.worker.stop(t, 40*time.Second)
+		if t.Failed() {
+			t.Logf("api log:\n%s", s.api.log())
+			t.Logf("worker log:\n%s", s.worker.log())
+		}
+		list, err := docker.ContainerList(context.Background(), container.ListOptions{
+			All:     true,
+			Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+s.workerName)),
+		})
+		if err != nil {
+			t.Errorf("list sandbox containers: %v", err)
+		}
+		if len(list) != 0 {
+			t.Errorf("%d sandbox containers of worker %s left behind", len(list), s.workerName)
+		}
+	})
+	s.waitHealthy(t, 60*time.Second)
+	return s
+}
+
+func (s *stack) waitHealthy(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("api at %s not healthy within %s\napi log:\n%s\nworker log:\n%s",
+		s.URL, timeout, s.api.log(), s.worker.log())
+}
+
+// response is an HTTP response with its body read.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (s *stack) do(t *testing.T, method, path, contentType string, body io.Reader) response {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, body)
+	if err != nil {
+		t.Fatalf("build request %s %s: %v", method, path, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body of %s %s: %v", method, path, err)
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// submit posts a request and returns the submission id; it fails the test
+// unless the API accepts it with 202.
+func (s *stack) submit(t *testing.T, req submission.Request) string {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	resp := s.do(t, http.MethodPost, "/api/v1/submissions", "application/json", bytes.NewReader(body))
+	if resp.Status != http.StatusAccepted {
+		t.Fatalf("POST /api/v1/submissions = %d %s, want 202", resp.Status, resp.Body)
+	}
+	var accepted struct{ ID, Status string }
+	if err := json.Unmarshal(resp.Body, &accepted); err != nil {
+		t.Fatalf("decode 202 body %s: %v", resp.Body, err)
+	}
+	if want := "/api/v1/submissions/" + accepted.ID; resp.Header.Get("Location") != want {
+		t.Errorf("Location = %q, want %q", resp.Header.Get("Location"), want)
+	}
+	return accepted.ID
+}
+
+// result long-polls until the submission is done.
+func (s *stack) result(t *testing.T, id string, timeout time.Duration) submission.View {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp := s.do(t, http.MethodGet, "/api/v1/submissions/"+id+"?wait=10", "", nil)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("GET submission %s = %d %s", id, resp.Status, resp.Body)
+		}
+		var view submission.View
+		if err := json.Unmarshal(resp.Body, &view); err != nil {
+			t.Fatalf("decode submission %s: %v", resp.Body, err)
+		}
+		if view.Status == submission.StatusDone {
+			return view
+		}
+	}
+	t.Fatalf("submission %s not done within %s", id, timeout)
+	return submission.View{}
+}
+
+// run submits a request and waits for its result.
+func (s *stack) run(t *testing.T, req submission.Request) submission.View {
+	t.Helper()
+	return s.result(t, s.submit(t, req), 2*time.Minute)
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func text(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+

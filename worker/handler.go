@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/runbox/runbox/pkg/catalog"
+	"github.com/runbox/runbox/pkg/queue"
+	"github.com/runbox/runbox/pkg/sandbox"
+	"github.com/runbox/runbox/pkg/store"
+	"github.com/runbox/runbox/pkg/submission"
+)
+
+// worker handles submission tasks.
+type worker struct {
+	name      string
+	store     *store.Store
+	runner    *sandbox.Runner
+	languages *catalog.Catalog
+	log       *slog.Logger
+	statuses  *languageStatuses
+}
+
+// ProcessTask runs one submission. It is idempotent by submission id: a
+// submission that is done is not run again, and containers of an earlier
+// attempt are removed before the next starts. Platform faults return an
+// error, so Asynq retries them; after the last retry the submission ends as
+// an internal error. Whatever the program does ends in a stored verdict.
+func (w *worker) ProcessTask(ctx context.Context, task *asynq.Task) error {
+	payload, err := queue.ParsePayload(task)
+	if err != nil {
+		w.log.Error("drop malformed task", "error", err)
+		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
+	}
+	id := payload.ID
+	log := w.log.With("submission", id)
+
+	sub, err := w.store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Error("drop task of unknown or expired submission")
+		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
+	}
+	if err != nil {
+		return err
+	}
+	if sub.Status == submission.StatusDone {
+		log.Info("skip submission that is already done")
+		return nil
+	}
+
+	attempt, err := w.store.Start(ctx, id, time.Now())
+	if err != nil {
+		return err
+	}
+	if attempt == 0 {
+		return nil
+	}
+	log = log.With("attempt", attempt, "language", sub.Language)
+	if removed, err := w.runner.RemoveSubmissionContainers(ctx, id); err != nil {
+		log.Warn("remove containers of earlier attempts", "error", err)
+	} else if removed > 0 {
+		log.Info("removed containers of an earlier attempt", "count", removed)
+	}
+
+	started := time.Now()
+	result, runErr := w.execute(ctx, sub)
+	if runErr != nil {
+		result, err = w.handlePlatformError(ctx, log, id, runErr)
+		if err != nil {
+			return err
+		}
+	}
+	result.Worker = w.name
+	if err := w.finish(ctx, id, result); err != nil {
+		log.Error("store result", "error", err)
+		return err
+	}
+	log.Info("submission done", "verdict", result.Verdict, "time_ms", result.TimeMS,
+		"duration", time.Since(started).Round(time.Millisecond).String())
+	return nil
+}
+
+func (w *worker) execute(ctx context.Context, sub *submission.Submission) (*submission.Result, error) {
+	lang, ok := w.languages.Get(sub.Language)
+	if !ok {
+		return &submission.Result{
+			Verdict: submission.VerdictInternalError,
+			Message: fmt.Sprintf("this worker's catalogue has no language %q", sub.Language),
+		}, nil
+	}
+	return w.runner.Run(ctx, sandbox.Job{
+		ID:        sub.ID,
+		Language:  lang,
+		Source:    sub.Source,
+		Stdin:     sub.Stdin,
+		Args:      sub.Args,
+		TimeLimit: time.Duration(sub.Limits.TimeMS) * time.Millisecond,
+		MemoryMB:  sub.Limits.MemoryMB,
+	})
+}
+
+// handlePlatformError decides between a retry (returned as an error) and
+// a final internal error once the retries are used up. An interrupted run
+// (the worker is stopping) is put back to queued for the retry.
+func (w *worker) handlePlatformError(ctx context.Context, log *slog.Logger, id string, runErr error) (*submission.Result, error) {
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if ctx.Err() != nil || retried < maxRetry {
+		log.Warn("run failed on a platform fault; it will be retried",
+			"error", runErr, "retried", retried, "max_retry", maxRetry)
+		requeueCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := w.store.Requeue(requeueCtx, id); err != nil {
+			log.Warn("set submission back to queued", "error", err)
+		}
+		return nil, runErr
+	}
+	log.Error("run failed on a platform fault after every retry", "error", runErr,
+		"retried", retried)
+	return &submission.Result{
+		Verdict: submission.VerdictInternalError,
+		Message: fmt.Sprintf("the platform failed %d times to run this submission: %v",
+			retried+1, runErr),
+	}, nil
+}
+
+// finish stores the result, retrying a failed Redis write a few times so
+// that a short Redis outage does not make the program run again.
+func (w *worker) finish(ctx context.Context, id string, result *submission.Result) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var stored bool
+		stored, err = w.store.Finish(context.WithoutCancel(ctx), id, result, time.Now())
+		if err == nil {
+			if !stored {
+				w.log.Warn("result not stored: the submission was already done", "submission", id)
+			}
+			return nil
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
+		}
+		time.Sleep(time.Duration(200<<attempt) * time.Millisecond)
+	}
+	return err
+}
