@@ -38,15 +38,38 @@ func readSettings(env *config.Env) settings {
 		addr:      env.String("RUNBOX_HTTP_ADDR", "127.0.0.1:8080"),
 		redisURL:  env.String("RUNBOX_REDIS_URL", config.DefaultRedisURL),
 		retention: env.Duration("RUNBOX_RESULT_TTL", store.DefaultRetention),
-		policy: submission.Policy{
-			MaxSourceBytes:  env.Int("RUNBOX_MAX_SOURCE_BYTES", submission.DefaultMaxSourceBytes, 1),
-			MaxStdinBytes:   env.Int("RUNBOX_MAX_STDIN_BYTES", submission.DefaultMaxStdinBytes, 0),
-			DefaultTimeMS:   env.Int("RUNBOX_DEFAULT_TIME_MS", submission.DefaultTimeMS, 1),
-			MaxTimeMS:       env.Int("RUNBOX_MAX_TIME_MS", submission.DefaultMaxTimeMS, 1),
-			DefaultMemoryMB: env.Int("RUNBOX_DEFAULT_MEMORY_MB", submission.DefaultMemoryMB, 16),
-			MaxMemoryMB:     env.Int("RUNBOX_MAX_MEMORY_MB", submission.DefaultMaxMemoryMB, 16),
-		},
+		policy:    readPolicy(env),
 	}
+}
+
+// readPolicy reads the request limits: RUNBOX_DEFAULT_<LIMIT> and
+// RUNBOX_MAX_<LIMIT> for each run limit, such as RUNBOX_MAX_TIME_MS.
+func readPolicy(env *config.Env) submission.Policy {
+	p := submission.Policy{
+		MaxSourceBytes: env.Int("RUNBOX_MAX_SOURCE_BYTES", submission.DefaultMaxSourceBytes, 1),
+		MaxStdinBytes:  env.Int("RUNBOX_MAX_STDIN_BYTES", submission.DefaultMaxStdinBytes, 0),
+		Default:        submission.DefaultLimits,
+		Max:            submission.MaxLimits,
+	}
+	for _, l := range []struct {
+		name     string
+		def, max *int
+	}{
+		{"TIME_MS", &p.Default.TimeMS, &p.Max.TimeMS},
+		{"CPU_TIME_MS", &p.Default.CPUTimeMS, &p.Max.CPUTimeMS},
+		{"MEMORY_MB", &p.Default.MemoryMB, &p.Max.MemoryMB},
+		{"PROCESSES", &p.Default.Processes, &p.Max.Processes},
+		{"OUTPUT_KB", &p.Default.OutputKB, &p.Max.OutputKB},
+		{"FILE_SIZE_KB", &p.Default.FileSizeKB, &p.Max.FileSizeKB},
+		{"OPEN_FILES", &p.Default.OpenFiles, &p.Max.OpenFiles},
+	} {
+		*l.def = env.Int("RUNBOX_DEFAULT_"+l.name, *l.def, 1)
+		*l.max = env.Int("RUNBOX_MAX_"+l.name, *l.max, 1)
+		if *l.def > *l.max {
+			env.Fail(fmt.Sprintf("RUNBOX_DEFAULT_%s=%d is above RUNBOX_MAX_%s=%d", l.name, *l.def, l.name, *l.max))
+		}
+	}
+	return p
 }
 
 func main() {

@@ -94,13 +94,12 @@ func (w *worker) execute(ctx context.Context, sub *submission.Submission) (*subm
 		}, nil
 	}
 	return w.runner.Run(ctx, sandbox.Job{
-		ID:        sub.ID,
-		Language:  lang,
-		Source:    sub.Source,
-		Stdin:     sub.Stdin,
-		Args:      sub.Args,
-		TimeLimit: time.Duration(sub.Limits.TimeMS) * time.Millisecond,
-		MemoryMB:  sub.Limits.MemoryMB,
+		ID:       sub.ID,
+		Language: lang,
+		Source:   sub.Source,
+		Stdin:    sub.Stdin,
+		Args:     sub.Args,
+		Limits:   sub.Limits,
 	})
 }
 

@@ -51,8 +51,6 @@ func readSettings(env *config.Env) settings {
 	s.sandbox = sandbox.Config{
 		Runtime:            env.String("RUNBOX_RUNTIME", ""),
 		WorkerName:         s.name,
-		PidsLimit:          int64(env.Int("RUNBOX_PIDS_LIMIT", sandbox.DefaultPidsLimit, 8)),
-		OutputLimit:        env.Int("RUNBOX_OUTPUT_LIMIT_BYTES", sandbox.DefaultOutputLimit, 1),
 		CompileOutputLimit: env.Int("RUNBOX_COMPILE_OUTPUT_LIMIT_BYTES", sandbox.DefaultCompileOutputLimit, 1),
 		CompileTime:        env.Duration("RUNBOX_COMPILE_TIME", sandbox.DefaultCompileTime),
 		CompileMemoryMB:    env.Int("RUNBOX_COMPILE_MEMORY_MB", sandbox.DefaultCompileMemoryMB, 16),

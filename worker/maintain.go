@@ -179,13 +179,16 @@ func (w *worker) testLanguage(ctx context.Context, lang *catalog.Language) store
 	if err != nil {
 		return failed("version check failed: %v", err)
 	}
+	limits := submission.DefaultLimits
+	limits.TimeMS = max(lang.Limits.TimeMS, 10_000)
+	limits.CPUTimeMS = limits.TimeMS
+	limits.MemoryMB = max(lang.Limits.MemoryMB, limits.MemoryMB)
 	result, err := w.runner.Run(ctx, sandbox.Job{
-		ID:        "selftest-" + lang.ID,
-		Language:  lang,
-		Source:    lang.Sample,
-		Stdin:     selfTestStdin,
-		TimeLimit: 10 * time.Second,
-		MemoryMB:  max(lang.Limits.MemoryMB, submission.DefaultMemoryMB),
+		ID:       "selftest-" + lang.ID,
+		Language: lang,
+		Source:   lang.Sample,
+		Stdin:    selfTestStdin,
+		Limits:   limits,
 	})
 	if err != nil {
 		return failed("sample could not run: %v", err)

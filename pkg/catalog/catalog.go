@@ -45,6 +45,10 @@ type Language struct {
 	// VersionPattern, when set, is a regular expression whose first group
 	// (or whole match) is taken from the output of Version.
 	VersionPattern string `yaml:"version_pattern" json:"-"`
+	// Env lists NAME=value variables set for the compile and run steps, such
+	// as PYTHONUNBUFFERED=1, so output written before a kill is not lost
+	// in a buffer.
+	Env []string `yaml:"env" json:"-"`
 	// Limits overrides the configured default limits for this language.
 	Limits Limits `yaml:"limits" json:"-"`
 	// Sample is the program the web page shows for this language. It reads

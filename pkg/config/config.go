@@ -77,6 +77,11 @@ func (e *Env) Bool(name string, def bool) bool {
 	return def
 }
 
+// Fail records an invalid setting that the caller found.
+func (e *Env) Fail(message string) {
+	e.errs = append(e.errs, message)
+}
+
 // Err returns every invalid variable seen so far, or nil.
 func (e *Env) Err() error {
 	if len(e.errs) == 0 {

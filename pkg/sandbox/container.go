@@ -21,11 +21,19 @@ import (
 // sets: nothing of the worker or the host reaches the program.
 var sandboxEnv = []string{"HOME=/box", "TMPDIR=/tmp", "LANG=C.UTF-8"}
 
+// supervisorUser runs the container's init process and its sleep.
+const supervisorUser = "10002:10002"
+
+// containerProcesses is how many processes a sandbox has besides the
+// program's own: the init process, its sleep and one exec's shell.
+const containerProcesses = 3
+
 // startContainer creates and starts the sandbox container for a job and
 // returns its id. The container is removed again if it cannot be started.
-func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog.Language, memoryMB int) (string, error) {
+func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog.Language, memoryMB, processes int) (string, error) {
 	initProcess := true
-	pids := r.config.PidsLimit
+	// The init process, sleep and the step's shell count too.
+	pids := int64(processes + containerProcesses)
 	memory := int64(memoryMB) << 20
 	uid, gid, _ := splitUser(r.config.User)
 	tmpfs := func(sizeMB int, extra string) string {
@@ -33,9 +41,12 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 			extra, sizeMB, uid, gid)
 	}
 	config := &container.Config{
-		Image:           ImageRef(lang),
-		Cmd:             []string{"sleep", "infinity"},
-		User:            r.config.User,
+		Image: ImageRef(lang),
+		Cmd:   []string{"sleep", "infinity"},
+		// The init process and its sleep run as another unprivileged user
+		// than the program, so the program can neither signal nor ptrace
+		// them.
+		User:            supervisorUser,
 		WorkingDir:      "/box",
 		Env:             sandboxEnv,
 		NetworkDisabled: true,
@@ -106,6 +117,8 @@ type execStep struct {
 	stdin       string
 	timeout     time.Duration
 	outputLimit int
+	// env is added to the sandbox environment, as NAME=value entries.
+	env []string
 	// mergeOutput sends stderr into the stdout buffer, for compiler output.
 	mergeOutput bool
 }
@@ -128,6 +141,8 @@ func (r *Runner) exec(ctx context.Context, containerID string, step execStep) (*
 		AttachStdout: true,
 		AttachStderr: true,
 		WorkingDir:   "/box",
+		Env:          step.env,
+		User:         r.config.User,
 	})
 	if err != nil {
 		return nil, platformError("create exec", err)
@@ -266,11 +281,11 @@ func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge 
 	return removed, nil
 }
 
-// CountContainers returns how many sandbox containers exist, for tests and
-// health reports.
-func (r *Runner) CountContainers(ctx context.Context) (int, error) {
+// CountContainers returns how many sandbox containers the named worker
+// has on the engine.
+func (r *Runner) CountContainers(ctx context.Context, worker string) (int, error) {
 	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelSubmission))})
+		Filters: filters.NewArgs(filters.Arg("label", LabelWorker+"="+worker))})
 	if err != nil {
 		return 0, platformError("list sandbox containers", err)
 	}

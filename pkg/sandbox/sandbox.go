@@ -62,10 +62,6 @@ type Config struct {
 	WorkDirMB int
 	// TmpMB is the size of the /tmp tmpfs in MiB. Default 64.
 	TmpMB int
-	// PidsLimit caps the processes and threads of a container. Default 128.
-	PidsLimit int64
-	// OutputLimit caps stdout and stderr, each, in bytes. Default 64 KiB.
-	OutputLimit int
 	// CompileOutputLimit caps the compiler's output in bytes. Default 64 KiB.
 	CompileOutputLimit int
 	// CompileTime is the compile step's wall-clock limit when the language
@@ -84,8 +80,6 @@ const (
 	DefaultUser               = "10001:10001"
 	DefaultWorkDirMB          = 128
 	DefaultTmpMB              = 64
-	DefaultPidsLimit          = 128
-	DefaultOutputLimit        = 64 << 10
 	DefaultCompileOutputLimit = 64 << 10
 	DefaultCompileTime        = 15 * time.Second
 	DefaultCompileMemoryMB    = 512
@@ -101,12 +95,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TmpMB == 0 {
 		c.TmpMB = DefaultTmpMB
-	}
-	if c.PidsLimit == 0 {
-		c.PidsLimit = DefaultPidsLimit
-	}
-	if c.OutputLimit == 0 {
-		c.OutputLimit = DefaultOutputLimit
 	}
 	if c.CompileOutputLimit == 0 {
 		c.CompileOutputLimit = DefaultCompileOutputLimit
@@ -126,13 +114,12 @@ func (c Config) withDefaults() Config {
 // Job is one submission to run.
 type Job struct {
 	// ID is the submission id, stored in the runbox.submission label.
-	ID        string
-	Language  *catalog.Language
-	Source    string
-	Stdin     string
-	Args      []string
-	TimeLimit time.Duration
-	MemoryMB  int
+	ID       string
+	Language *catalog.Language
+	Source   string
+	Stdin    string
+	Args     []string
+	Limits   submission.Limits
 }
 
 // PlatformError is a failure of the platform (engine, image, network
@@ -183,12 +170,13 @@ func ImageRef(lang *catalog.Language) string {
 // a result with a verdict.
 func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	lang := job.Language
+	limits := job.Limits
 	compileMemoryMB := r.compileMemoryMB(lang)
-	startMemoryMB := job.MemoryMB
+	startMemoryMB := limits.MemoryMB
 	if lang.Compile != "" {
-		startMemoryMB = max(job.MemoryMB, compileMemoryMB)
+		startMemoryMB = max(limits.MemoryMB, compileMemoryMB)
 	}
-	id, err := r.startContainer(ctx, job.ID, lang, startMemoryMB)
+	id, err := r.startContainer(ctx, job.ID, lang, startMemoryMB, limits.Processes)
 	if err != nil {
 		return nil, err
 	}
@@ -196,10 +184,10 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 
 	result := &submission.Result{}
 	runStdin := job.Stdin
-	runScript := runCommand(lang, "")
+	runScript := runCommand(lang, limits, "")
 	if lang.Compile == "" {
 		runStdin = job.Source + job.Stdin
-		runScript = runCommand(lang, writeSource(lang, len(job.Source)))
+		runScript = runCommand(lang, limits, writeSource(lang, len(job.Source)))
 	} else {
 		done, err := r.compile(ctx, id, job, compileMemoryMB, result)
 		if err != nil || done {
@@ -207,11 +195,14 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		}
 	}
 
+	timeLimit := time.Duration(limits.TimeMS) * time.Millisecond
+	outputLimit := limits.OutputKB << 10
 	step := execStep{
 		cmd:         append([]string{"/bin/sh", "-c", runScript, "runbox"}, job.Args...),
 		stdin:       runStdin,
-		timeout:     job.TimeLimit,
-		outputLimit: r.config.OutputLimit,
+		env:         lang.Env,
+		timeout:     timeLimit,
+		outputLimit: outputLimit,
 	}
 	res, err := r.exec(ctx, id, step)
 	if err != nil {
@@ -225,7 +216,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		result.ExitCode = &exitCode
 	}
 	result.Verdict, result.Message, result.Signal = runVerdict(res.outcome,
-		job.TimeLimit, job.MemoryMB, r.config.OutputLimit)
+		timeLimit, limits.MemoryMB, outputLimit)
 	return result, nil
 }
 
@@ -238,6 +229,7 @@ func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB int, 
 	res, err := r.exec(ctx, id, execStep{
 		cmd:         []string{"/bin/sh", "-c", script},
 		stdin:       job.Source,
+		env:         lang.Env,
 		timeout:     timeLimit,
 		outputLimit: r.config.CompileOutputLimit,
 		mergeOutput: true,
@@ -253,8 +245,8 @@ func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB int, 
 		result.Stdout, result.Stderr = []byte{}, []byte{}
 		return true, nil
 	}
-	if memoryMB != job.MemoryMB {
-		bytes := int64(job.MemoryMB) << 20
+	if memoryMB != job.Limits.MemoryMB {
+		bytes := int64(job.Limits.MemoryMB) << 20
 		_, err := r.docker.ContainerUpdate(ctx, id, container.UpdateConfig{
 			Resources: container.Resources{Memory: bytes, MemorySwap: bytes},
 		})
@@ -286,20 +278,30 @@ func writeSource(lang *catalog.Language, size int) string {
 	return "head -c " + strconv.Itoa(size) + " > '" + lang.SourceFile + "'"
 }
 
-// runCommand returns the shell script of the run step; the program
-// arguments follow as "$@" and are never parsed by the shell.
-func runCommand(lang *catalog.Language, prelude string) string {
-	run := "exec " + lang.Run + ` "$@"`
-	if prelude == "" {
-		return run
+// runCommand returns the shell script of the run step. It sets the
+// per-process limits with ulimit, which lowers soft and hard limits alike,
+// so the program cannot raise them again. The program arguments follow as
+// "$@" and are never parsed by the shell.
+func runCommand(lang *catalog.Language, limits submission.Limits, prelude string) string {
+	cpuSeconds := (limits.CPUTimeMS + 999) / 1000
+	// dash counts the file size limit in 512-byte blocks.
+	fileBlocks := limits.FileSizeKB * 2
+	// dash takes one limit per ulimit call. The CPU hard limit is one second
+	// above the soft one, so the kernel sends SIGXCPU (reported as a time
+	// limit) before its SIGKILL.
+	script := fmt.Sprintf("ulimit -S -t %d && ulimit -H -t %d && ulimit -f %d && ulimit -n %d && ",
+		cpuSeconds, cpuSeconds+1, fileBlocks, limits.OpenFiles)
+	if prelude != "" {
+		script += prelude + " && "
 	}
-	return prelude + " && " + run
+	return script + "exec " + lang.Run + ` "$@"`
 }
 
 // Version runs the language's version command in a sandbox and returns
 // the version it reports.
 func (r *Runner) Version(ctx context.Context, lang *catalog.Language) (string, error) {
-	id, err := r.startContainer(ctx, "version-"+lang.ID, lang, r.compileMemoryMB(lang))
+	id, err := r.startContainer(ctx, "version-"+lang.ID, lang, r.compileMemoryMB(lang),
+		submission.DefaultLimits.Processes)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +23,13 @@ func newRunner(t *testing.T) *sandbox.Runner {
 		t.Fatalf("create docker client: %v", err)
 	}
 	t.Cleanup(func() { docker.Close() })
-	runner := sandbox.NewRunner(docker, sandbox.Config{WorkerName: "sandbox-test"}, nil)
+	worker := fmt.Sprintf("sandbox-test-%d", time.Now().UnixNano())
+	runner := sandbox.NewRunner(docker, sandbox.Config{WorkerName: worker}, nil)
 	if err := runner.Ping(context.Background()); err != nil {
 		t.Fatalf("docker engine not reachable (run `make test`, which starts it): %v", err)
 	}
 	t.Cleanup(func() {
-		n, err := runner.CountContainers(context.Background())
+		n, err := runner.CountContainers(context.Background(), worker)
 		if err != nil {
 			t.Errorf("count sandbox containers: %v", err)
 		}
@@ -52,11 +54,8 @@ func run(t *testing.T, runner *sandbox.Runner, job sandbox.Job) *submission.Resu
 	if job.ID == "" {
 		job.ID = "test-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
 	}
-	if job.TimeLimit == 0 {
-		job.TimeLimit = 5 * time.Second
-	}
-	if job.MemoryMB == 0 {
-		job.MemoryMB = 128
+	if job.Limits == (submission.Limits{}) {
+		job.Limits = submission.DefaultLimits
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -109,7 +108,9 @@ func TestRunNonZeroExit(t *testing.T) {
 func TestRunTimeLimit(t *testing.T) {
 	runner := newRunner(t)
 	start := time.Now()
-	res := run(t, runner, sandbox.Job{Language: language(t, "python"), TimeLimit: time.Second,
+	limits := submission.DefaultLimits
+	limits.TimeMS = 1000
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"), Limits: limits,
 		Source: "import time\nprint('before', flush=True)\ntime.sleep(30)\n"})
 	if res.Verdict != submission.VerdictTimeLimitExceeded {
 		t.Errorf("verdict = %s, want time_limit_exceeded", res.Verdict)
@@ -148,7 +149,9 @@ func TestRunSegfaultSignal(t *testing.T) {
 func TestRunMemoryLimit(t *testing.T) {
 	runner := newRunner(t)
 	src := "x = bytearray(512 * 1024 * 1024)\nprint(len(x))\n"
-	res := run(t, runner, sandbox.Job{Language: language(t, "python"), Source: src, MemoryMB: 64})
+	limits := submission.DefaultLimits
+	limits.MemoryMB = 64
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"), Source: src, Limits: limits})
 	if res.Verdict != submission.VerdictMemoryLimitExceeded {
 		t.Errorf("verdict = %s (%s), want memory_limit_exceeded", res.Verdict, res.Message)
 	}
@@ -159,12 +162,12 @@ func TestRunOutputLimit(t *testing.T) {
 	res := run(t, runner, sandbox.Job{Language: language(t, "python"),
 		Source: "while True:\n    print('x' * 1000)\n"})
 	if res.Verdict != submission.VerdictOutputLimitExceeded {
-		t.Errorf("verdict = %s, want output_limit_exceeded", res.Verdict)
+		t.Errorf("verdict = %s (%s, stderr %q), want output_limit_exceeded", res.Verdict, res.Message, res.Stderr)
 	}
 	if !res.StdoutTruncated {
 		t.Error("stdout_truncated is false, want true")
 	}
-	if len(res.Stdout) != sandbox.DefaultOutputLimit {
-		t.Errorf("kept %d bytes of stdout, want the cap of %d", len(res.Stdout), sandbox.DefaultOutputLimit)
+	if want := submission.DefaultLimits.OutputKB << 10; len(res.Stdout) != want {
+		t.Errorf("kept %d bytes of stdout, want the cap of %d", len(res.Stdout), want)
 	}
 }

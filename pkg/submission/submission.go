@@ -41,18 +41,35 @@ type Request struct {
 }
 
 // RequestLimits are the limits a request may set. A missing field takes the
-// language's default; zero is rejected like any other value out of range.
+// language's or the configured default; zero is rejected like any other
+// value out of range.
 type RequestLimits struct {
-	TimeMS   *int `json:"time_ms,omitempty"`
-	MemoryMB *int `json:"memory_mb,omitempty"`
+	TimeMS     *int `json:"time_ms,omitempty"`
+	CPUTimeMS  *int `json:"cpu_time_ms,omitempty"`
+	MemoryMB   *int `json:"memory_mb,omitempty"`
+	Processes  *int `json:"processes,omitempty"`
+	OutputKB   *int `json:"output_kb,omitempty"`
+	FileSizeKB *int `json:"file_size_kb,omitempty"`
+	OpenFiles  *int `json:"open_files,omitempty"`
 }
 
 // Limits are the effective resource limits of one run.
 type Limits struct {
 	// TimeMS is the wall-clock limit of the run, in milliseconds.
 	TimeMS int `json:"time_ms"`
+	// CPUTimeMS is the CPU time limit of each process of the run, in
+	// milliseconds, enforced in whole seconds (rounded up).
+	CPUTimeMS int `json:"cpu_time_ms"`
 	// MemoryMB is the memory limit of the run, in MiB, without swap.
 	MemoryMB int `json:"memory_mb"`
+	// Processes caps the processes and threads of the sandbox.
+	Processes int `json:"processes"`
+	// OutputKB caps stdout and stderr, each, in KiB.
+	OutputKB int `json:"output_kb"`
+	// FileSizeKB caps the size of any file the program writes, in KiB.
+	FileSizeKB int `json:"file_size_kb"`
+	// OpenFiles caps the open file descriptors of each process.
+	OpenFiles int `json:"open_files"`
 }
 
 // Submission is what Redis stores: the request, its effective limits and,

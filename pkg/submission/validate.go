@@ -25,18 +25,11 @@ type Policy struct {
 	MaxArgs int
 	// MaxArgBytes caps the length of one argument. Default 4 KiB.
 	MaxArgBytes int
-	// DefaultTimeMS is the wall-clock limit when the request sets none.
-	// Default 5000.
-	DefaultTimeMS int
-	// MaxTimeMS is the highest wall-clock limit a request may set.
-	// Default 20000.
-	MaxTimeMS int
-	// DefaultMemoryMB is the memory limit when the request sets none.
-	// Default 256.
-	DefaultMemoryMB int
-	// MaxMemoryMB is the highest memory limit a request may set.
-	// Default 1024.
-	MaxMemoryMB int
+	// Default holds the limits of a request that sets none; see
+	// DefaultLimits.
+	Default Limits
+	// Max holds the highest limits a request may set; see MaxLimits.
+	Max Limits
 }
 
 // Defaults of Policy, as documented on its fields.
@@ -46,13 +39,43 @@ const (
 	DefaultMaxStdinBytes  = 512 << 10
 	DefaultMaxArgs        = 64
 	DefaultMaxArgBytes    = 4 << 10
-	DefaultTimeMS         = 5000
-	DefaultMaxTimeMS      = 20000
-	DefaultMemoryMB       = 256
-	DefaultMaxMemoryMB    = 1024
-	minimumTimeMS         = 1
-	minimumMemoryMB       = 16
 )
+
+// DefaultLimits and MaxLimits are the built-in defaults and maximums of the
+// run limits; each can be changed by configuration.
+var (
+	DefaultLimits = Limits{TimeMS: 5000, CPUTimeMS: 5000, MemoryMB: 256, Processes: 128,
+		OutputKB: 64, FileSizeKB: 10 << 10, OpenFiles: 256}
+	MaxLimits = Limits{TimeMS: 20000, CPUTimeMS: 20000, MemoryMB: 1024, Processes: 512,
+		OutputKB: 1024, FileSizeKB: 64 << 10, OpenFiles: 4096}
+)
+
+// limitField describes one run limit: its JSON path, unit and minimum.
+type limitField struct {
+	path      string
+	minimum   int
+	requested func(*RequestLimits) *int
+	value     func(*Limits) *int
+}
+
+var limitFields = []limitField{
+	{"limits.time_ms", 1, func(r *RequestLimits) *int { return r.TimeMS }, func(l *Limits) *int { return &l.TimeMS }},
+	{"limits.cpu_time_ms", 1, func(r *RequestLimits) *int { return r.CPUTimeMS }, func(l *Limits) *int { return &l.CPUTimeMS }},
+	{"limits.memory_mb", 16, func(r *RequestLimits) *int { return r.MemoryMB }, func(l *Limits) *int { return &l.MemoryMB }},
+	{"limits.processes", 8, func(r *RequestLimits) *int { return r.Processes }, func(l *Limits) *int { return &l.Processes }},
+	{"limits.output_kb", 1, func(r *RequestLimits) *int { return r.OutputKB }, func(l *Limits) *int { return &l.OutputKB }},
+	{"limits.file_size_kb", 1, func(r *RequestLimits) *int { return r.FileSizeKB }, func(l *Limits) *int { return &l.FileSizeKB }},
+	{"limits.open_files", 16, func(r *RequestLimits) *int { return r.OpenFiles }, func(l *Limits) *int { return &l.OpenFiles }},
+}
+
+// limitNames returns the JSON names of the run limits.
+func limitNames() []string {
+	names := make([]string, len(limitFields))
+	for i, f := range limitFields {
+		names[i] = strings.TrimPrefix(f.path, "limits.")
+	}
+	return names
+}
 
 // WithDefaults returns the policy with every zero field set to its default.
 func (p Policy) WithDefaults() Policy {
@@ -68,10 +91,10 @@ func (p Policy) WithDefaults() Policy {
 	set(&p.MaxStdinBytes, DefaultMaxStdinBytes)
 	set(&p.MaxArgs, DefaultMaxArgs)
 	set(&p.MaxArgBytes, DefaultMaxArgBytes)
-	set(&p.DefaultTimeMS, DefaultTimeMS)
-	set(&p.MaxTimeMS, DefaultMaxTimeMS)
-	set(&p.DefaultMemoryMB, DefaultMemoryMB)
-	set(&p.MaxMemoryMB, DefaultMaxMemoryMB)
+	for _, f := range limitFields {
+		set(f.value(&p.Default), *f.value(&DefaultLimits))
+		set(f.value(&p.Max), *f.value(&MaxLimits))
+	}
 	return p
 }
 
@@ -178,10 +201,11 @@ func (p Policy) decodeError(err error) *RequestError {
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return &RequestError{
-			Status:  http.StatusBadRequest,
-			Code:    "unknown_field",
-			Field:   name,
-			Message: fmt.Sprintf("unknown field %q; allowed fields are language, source, stdin, args and limits (time_ms, memory_mb)", name),
+			Status: http.StatusBadRequest,
+			Code:   "unknown_field",
+			Field:  name,
+			Message: fmt.Sprintf("unknown field %q; allowed fields are language, source, stdin, args and limits (%s)",
+				name, strings.Join(limitNames(), ", ")),
 		}
 	default:
 		return &RequestError{
@@ -200,11 +224,12 @@ func (p Policy) describeField(field string) string {
 	case "args":
 		return "an array of strings"
 	case "limits":
-		return "an object with time_ms and memory_mb"
-	case "limits.time_ms":
-		return fmt.Sprintf("an integer from %d to %d", minimumTimeMS, p.MaxTimeMS)
-	case "limits.memory_mb":
-		return fmt.Sprintf("an integer from %d to %d", minimumMemoryMB, p.MaxMemoryMB)
+		return "an object of integer limits"
+	}
+	for _, f := range limitFields {
+		if f.path == field {
+			return fmt.Sprintf("an integer from %d to %d", f.minimum, *f.value(&p.Max))
+		}
 	}
 	if strings.HasPrefix(field, "args") {
 		return "a string"
@@ -273,31 +298,32 @@ func (p Policy) validateArgs(args []string) *RequestError {
 }
 
 func (p Policy) effectiveLimits(requested *RequestLimits, lang *catalog.Language) (Limits, *RequestError) {
-	limits := Limits{TimeMS: p.DefaultTimeMS, MemoryMB: p.DefaultMemoryMB}
+	limits := p.Default
 	if lang.Limits.TimeMS > 0 {
-		limits.TimeMS = min(lang.Limits.TimeMS, p.MaxTimeMS)
+		limits.TimeMS = min(lang.Limits.TimeMS, p.Max.TimeMS)
+		limits.CPUTimeMS = min(max(limits.CPUTimeMS, lang.Limits.TimeMS), p.Max.CPUTimeMS)
 	}
 	if lang.Limits.MemoryMB > 0 {
-		limits.MemoryMB = min(lang.Limits.MemoryMB, p.MaxMemoryMB)
+		limits.MemoryMB = min(lang.Limits.MemoryMB, p.Max.MemoryMB)
 	}
 	if requested == nil {
 		return limits, nil
 	}
-	if v := requested.TimeMS; v != nil {
-		if *v < minimumTimeMS || *v > p.MaxTimeMS {
-			return Limits{}, invalidField("limits.time_ms",
-				"limits.time_ms must be an integer from %d to %d, not %d",
-				minimumTimeMS, p.MaxTimeMS, *v)
+	for _, f := range limitFields {
+		v := f.requested(requested)
+		if v == nil {
+			continue
 		}
-		limits.TimeMS = *v
+		if maximum := *f.value(&p.Max); *v < f.minimum || *v > maximum {
+			return Limits{}, invalidField(f.path, "%s must be an integer from %d to %d, not %d",
+				f.path, f.minimum, maximum, *v)
+		}
+		*f.value(&limits) = *v
 	}
-	if v := requested.MemoryMB; v != nil {
-		if *v < minimumMemoryMB || *v > p.MaxMemoryMB {
-			return Limits{}, invalidField("limits.memory_mb",
-				"limits.memory_mb must be an integer from %d to %d, not %d",
-				minimumMemoryMB, p.MaxMemoryMB, *v)
-		}
-		limits.MemoryMB = *v
+	// A request that raises only the wall-clock limit means its program may
+	// compute that long, so the CPU limit follows.
+	if requested.TimeMS != nil && requested.CPUTimeMS == nil {
+		limits.CPUTimeMS = min(limits.TimeMS, p.Max.CPUTimeMS)
 	}
 	return limits, nil
 }

@@ -52,6 +52,11 @@ func TestValidateRejects(t *testing.T) {
 		{"time fractional", `{"language":"python","source":"1","limits":{"time_ms":1.5}}`, 422, "limits.time_ms", "integer"},
 		{"memory zero", `{"language":"python","source":"1","limits":{"memory_mb":0}}`, 422, "limits.memory_mb", "from 16 to 1024"},
 		{"memory above max", `{"language":"python","source":"1","limits":{"memory_mb":4096}}`, 422, "limits.memory_mb", "from 16 to 1024"},
+		{"processes above max", `{"language":"python","source":"1","limits":{"processes":100000}}`, 422, "limits.processes", "from 8 to 512"},
+		{"output zero", `{"language":"python","source":"1","limits":{"output_kb":0}}`, 422, "limits.output_kb", "from 1 to 1024"},
+		{"file size negative", `{"language":"python","source":"1","limits":{"file_size_kb":-1}}`, 422, "limits.file_size_kb", "from 1 to 65536"},
+		{"open files string", `{"language":"python","source":"1","limits":{"open_files":"many"}}`, 422, "limits.open_files", "from 16 to 4096"},
+		{"unknown limit", `{"language":"python","source":"1","limits":{"disk_mb":5}}`, 400, "disk_mb", "unknown field"},
 		{"limits not object", `{"language":"python","source":"1","limits":5}`, 422, "limits", "object"},
 		{"nul in argument", `{"language":"python","source":"1","args":["a\u0000b"]}`, 422, "args[0]", "NUL"},
 	}
@@ -117,8 +122,8 @@ func TestValidateLimits(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rejected a valid request: %s", err.Message)
 	}
-	if limits.TimeMS != DefaultTimeMS || limits.MemoryMB != DefaultMemoryMB {
-		t.Errorf("limits = %+v, want the defaults %d ms and %d MiB", limits, DefaultTimeMS, DefaultMemoryMB)
+	if limits != DefaultLimits {
+		t.Errorf("limits = %+v, want the defaults %+v", limits, DefaultLimits)
 	}
 	limits, err = check(t, Policy{},
 		`{"language":"python","source":"print(1)","stdin":"x","args":["a"],"limits":{"time_ms":20000,"memory_mb":16}}`)
@@ -127,6 +132,19 @@ func TestValidateLimits(t *testing.T) {
 	}
 	if limits.TimeMS != 20000 || limits.MemoryMB != 16 {
 		t.Errorf("limits = %+v, want the requested 20000 ms and 16 MiB", limits)
+	}
+	if limits.CPUTimeMS != 20000 {
+		t.Errorf("cpu_time_ms = %d, want it to follow the raised time_ms", limits.CPUTimeMS)
+	}
+	limits, err = check(t, Policy{},
+		`{"language":"python","source":"1","limits":{"processes":8,"output_kb":1,"file_size_kb":1,"open_files":16,"cpu_time_ms":300}}`)
+	if err != nil {
+		t.Fatalf("rejected limits at their minimums: %s", err.Message)
+	}
+	want := DefaultLimits
+	want.Processes, want.OutputKB, want.FileSizeKB, want.OpenFiles, want.CPUTimeMS = 8, 1, 1, 16, 300
+	if limits != want {
+		t.Errorf("limits = %+v, want %+v", limits, want)
 	}
 }
 
