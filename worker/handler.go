@@ -61,10 +61,8 @@ func (w *worker) ProcessTask(ctx context.Context, task *asynq.Task) error {
 		return nil
 	}
 	log = log.With("attempt", attempt, "language", sub.Language)
-	if removed, err := w.runner.RemoveSubmissionContainers(ctx, id); err != nil {
-		log.Warn("remove containers of earlier attempts", "error", err)
-	} else if removed > 0 {
-		log.Info("removed containers of an earlier attempt", "count", removed)
+	if attempt > 1 {
+		w.removeEarlierContainers(ctx, log, id)
 	}
 
 	started := time.Now()
@@ -83,6 +81,17 @@ func (w *worker) ProcessTask(ctx context.Context, task *asynq.Task) error {
 	log.Info("submission done", "verdict", result.Verdict, "time_ms", result.TimeMS,
 		"duration", time.Since(started).Round(time.Millisecond).String())
 	return nil
+}
+
+// removeEarlierContainers removes what an earlier attempt of the submission
+// left, such as the container of a worker that was killed mid-run.
+func (w *worker) removeEarlierContainers(ctx context.Context, log *slog.Logger, id string) {
+	removed, err := w.runner.RemoveSubmissionContainers(ctx, id)
+	if err != nil {
+		log.Warn("remove containers of earlier attempts", "error", err)
+	} else if removed > 0 {
+		log.Info("removed containers of an earlier attempt", "count", removed)
+	}
 }
 
 func (w *worker) execute(ctx context.Context, sub *submission.Submission) (*submission.Result, error) {

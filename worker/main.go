@@ -44,7 +44,7 @@ func readSettings(env *config.Env) settings {
 		redisURL:          env.String("RUNBOX_REDIS_URL", config.DefaultRedisURL),
 		name:              env.String("RUNBOX_WORKER_NAME", fmt.Sprintf("%s-%d", host, os.Getpid())),
 		concurrency:       env.Int("RUNBOX_CONCURRENCY", runtime.NumCPU(), 1),
-		taskCheckInterval: env.Duration("RUNBOX_TASK_CHECK_INTERVAL", 20*time.Millisecond),
+		taskCheckInterval: env.Duration("RUNBOX_TASK_CHECK_INTERVAL", 10*time.Millisecond),
 		shutdownTimeout:   env.Duration("RUNBOX_SHUTDOWN_TIMEOUT", 30*time.Second),
 		selfTest:          env.Bool("RUNBOX_SELF_TEST", true),
 	}
@@ -56,6 +56,8 @@ func readSettings(env *config.Env) settings {
 		CompileMemoryMB:    env.Int("RUNBOX_COMPILE_MEMORY_MB", sandbox.DefaultCompileMemoryMB, 16),
 		WorkDirMB:          env.Int("RUNBOX_WORKDIR_MB", sandbox.DefaultWorkDirMB, 1),
 		TmpMB:              env.Int("RUNBOX_TMP_MB", sandbox.DefaultTmpMB, 1),
+		PoolSize:           env.Int("RUNBOX_POOL_SIZE", s.concurrency, 0),
+		PoolIdleTimeout:    env.Duration("RUNBOX_POOL_IDLE_TIMEOUT", sandbox.DefaultPoolIdleTimeout),
 	}
 	return s
 }
@@ -92,6 +94,8 @@ func run(s settings, log *slog.Logger) error {
 	rdb := redis.NewClient(redisConfig.Client)
 	defer rdb.Close()
 	runner := sandbox.NewRunner(docker, s.sandbox, log.With("component", "sandbox"))
+	// Close removes the pooled containers and waits for every removal.
+	defer runner.Close()
 	w := &worker{
 		name:      s.name,
 		store:     store.New(rdb, 0),

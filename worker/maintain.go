@@ -89,6 +89,7 @@ func (w *worker) maintain(ctx context.Context, selfTest bool) {
 			beat()
 		case <-sweeps.C:
 			w.sweep(ctx)
+			w.runner.TrimPool()
 		}
 	}
 }
@@ -189,6 +190,7 @@ func (w *worker) testLanguage(ctx context.Context, lang *catalog.Language) store
 		Source:   lang.Sample,
 		Stdin:    selfTestStdin,
 		Limits:   limits,
+		NoPool:   true,
 	})
 	if err != nil {
 		return failed("sample could not run: %v", err)

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,13 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 		return fmt.Sprintf("rw,%snosuid,nodev,size=%dm,uid=%s,gid=%s,mode=0700",
 			extra, sizeMB, uid, gid)
 	}
+	labels := map[string]string{LabelSubmission: jobID, LabelWorker: r.config.WorkerName}
+	name := submissionContainerName(jobID) + "-" + randomSuffix()
+	if jobID == "" {
+		// A pool container gets its name when a submission takes it.
+		labels[LabelPool] = lang.ID
+		name = ""
+	}
 	config := &container.Config{
 		Image: ImageRef(lang),
 		Cmd:   []string{"sleep", "infinity"},
@@ -50,10 +59,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 		WorkingDir:      "/box",
 		Env:             sandboxEnv,
 		NetworkDisabled: true,
-		Labels: map[string]string{
-			LabelSubmission: jobID,
-			LabelWorker:     r.config.WorkerName,
-		},
+		Labels:          labels,
 	}
 	host := &container.HostConfig{
 		NetworkMode:    "none",
@@ -75,7 +81,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 			NanoCPUs:   r.config.NanoCPUs,
 		},
 	}
-	created, err := r.docker.ContainerCreate(ctx, config, host, nil, nil, "")
+	created, err := r.docker.ContainerCreate(ctx, config, host, nil, nil, name)
 	if err != nil {
 		return "", platformError("create container from "+config.Image, err)
 	}
@@ -93,6 +99,27 @@ func splitUser(user string) (string, string, bool) {
 		}
 	}
 	return user, user, false
+}
+
+// submissionContainerName is the name prefix of the containers that run a
+// submission; a pooled container is renamed to it when taken.
+func submissionContainerName(jobID string) string {
+	return "runbox-" + jobID
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// removeLater removes a container in the background; Close waits for it.
+func (r *Runner) removeLater(id, jobID string) {
+	r.removals.Add(1)
+	go func() {
+		defer r.removals.Done()
+		r.removeContainer(id, jobID)
+	}()
 }
 
 // removeContainer force-removes a container. It uses its own context, so
@@ -248,8 +275,15 @@ func (r *Runner) inspectExit(ctx context.Context, containerID, execID string, re
 // submission id, such as one left by an earlier attempt of a worker that
 // died. It returns how many it removed.
 func (r *Runner) RemoveSubmissionContainers(ctx context.Context, submissionID string) (int, error) {
-	return r.removeMatching(ctx, filters.NewArgs(
+	byLabel, err := r.removeMatching(ctx, filters.NewArgs(
 		filters.Arg("label", LabelSubmission+"="+submissionID)), 0)
+	if err != nil {
+		return byLabel, err
+	}
+	// A pooled container carries the submission only in its name.
+	byName, err := r.removeMatching(ctx, filters.NewArgs(
+		filters.Arg("name", "^/"+submissionContainerName(submissionID)+"$")), 0)
+	return byLabel + byName, err
 }
 
 // Sweep removes sandbox containers older than maxAge, which must exceed the
@@ -266,7 +300,7 @@ func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge 
 	removed := 0
 	for _, c := range list {
 		age := time.Since(time.Unix(c.Created, 0))
-		if age < minAge {
+		if age < minAge || (r.pool != nil && r.pool.owns(c.ID)) {
 			continue
 		}
 		err := r.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -73,6 +74,12 @@ type Config struct {
 	// NanoCPUs caps the CPU share of a container in units of 1e-9 CPUs.
 	// Default 1e9, one CPU.
 	NanoCPUs int64
+	// PoolSize is how many started, unused containers are kept ready per
+	// language once the language has been used. Zero turns the pool off.
+	PoolSize int
+	// PoolIdleTimeout removes a language's ready containers after this long
+	// without a submission. Default 10 minutes.
+	PoolIdleTimeout time.Duration
 }
 
 // Defaults of Config, as documented on its fields.
@@ -84,6 +91,7 @@ const (
 	DefaultCompileTime        = 15 * time.Second
 	DefaultCompileMemoryMB    = 512
 	DefaultNanoCPUs           = 1_000_000_000
+	DefaultPoolIdleTimeout    = 10 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -108,6 +116,9 @@ func (c Config) withDefaults() Config {
 	if c.NanoCPUs == 0 {
 		c.NanoCPUs = DefaultNanoCPUs
 	}
+	if c.PoolIdleTimeout == 0 {
+		c.PoolIdleTimeout = DefaultPoolIdleTimeout
+	}
 	return c
 }
 
@@ -120,6 +131,9 @@ type Job struct {
 	Stdin    string
 	Args     []string
 	Limits   submission.Limits
+	// NoPool makes the job use a new container even when the pool has one,
+	// as the self-test does so that it does not warm every language.
+	NoPool bool
 }
 
 // PlatformError is a failure of the platform (engine, image, network
@@ -142,14 +156,40 @@ type Runner struct {
 	docker *client.Client
 	config Config
 	log    *slog.Logger
+	// pool is nil when Config.PoolSize is zero.
+	pool *pool
+	// removals counts containers being removed in the background.
+	removals sync.WaitGroup
 }
 
 // NewRunner returns a runner that uses docker with the given configuration.
+// Close must be called to remove its pooled containers.
 func NewRunner(docker *client.Client, config Config, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Runner{docker: docker, config: config.withDefaults(), log: log}
+	r := &Runner{docker: docker, config: config.withDefaults(), log: log}
+	if r.config.PoolSize > 0 {
+		r.pool = newPool(r, r.config.PoolSize, r.config.PoolIdleTimeout)
+	}
+	return r
+}
+
+// Close removes the pooled containers and waits until every container the
+// runner started is removed.
+func (r *Runner) Close() {
+	if r.pool != nil {
+		r.pool.close()
+	}
+	r.removals.Wait()
+}
+
+// TrimPool removes the ready containers of languages that have not been
+// used for Config.PoolIdleTimeout. The worker calls it periodically.
+func (r *Runner) TrimPool() {
+	if r.pool != nil {
+		r.pool.trim(time.Now())
+	}
 }
 
 // Config returns the runner's configuration with defaults applied.
@@ -176,11 +216,13 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	if lang.Compile != "" {
 		startMemoryMB = max(limits.MemoryMB, compileMemoryMB)
 	}
-	id, err := r.startContainer(ctx, job.ID, lang, startMemoryMB, limits.Processes)
+	id, err := r.container(ctx, job, startMemoryMB)
 	if err != nil {
 		return nil, err
 	}
-	defer r.removeContainer(id, job.ID)
+	// The container goes in the background, so the result is not held up
+	// by its removal; Close waits for it.
+	defer r.removeLater(id, job.ID)
 
 	result := &submission.Result{}
 	runStdin := job.Stdin
@@ -218,6 +260,18 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	result.Verdict, result.Message, result.Signal = runVerdict(res.outcome,
 		timeLimit, limits.MemoryMB, outputLimit)
 	return result, nil
+}
+
+// container returns a started container for the job: a ready one from the
+// pool, or a new one.
+func (r *Runner) container(ctx context.Context, job Job, memoryMB int) (string, error) {
+	if r.pool != nil && !job.NoPool {
+		id := r.pool.acquire(ctx, job.Language, job.ID, memoryMB, job.Limits.Processes)
+		if id != "" {
+			return id, nil
+		}
+	}
+	return r.startContainer(ctx, job.ID, job.Language, memoryMB, job.Limits.Processes)
 }
 
 // compile runs the compile step. It returns done=true when the result is
@@ -305,7 +359,7 @@ func (r *Runner) Version(ctx context.Context, lang *catalog.Language) (string, e
 	if err != nil {
 		return "", err
 	}
-	defer r.removeContainer(id, "version-"+lang.ID)
+	defer r.removeLater(id, "version-"+lang.ID)
 	res, err := r.exec(ctx, id, execStep{
 		cmd:         []string{"/bin/sh", "-c", lang.Version},
 		timeout:     r.compileTime(lang),

@@ -18,17 +18,24 @@ import (
 // the test that no sandbox container is left.
 func newRunner(t *testing.T) *sandbox.Runner {
 	t.Helper()
+	return newRunnerWith(t, sandbox.Config{})
+}
+
+func newRunnerWith(t *testing.T, config sandbox.Config) *sandbox.Runner {
+	t.Helper()
 	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatalf("create docker client: %v", err)
 	}
 	t.Cleanup(func() { docker.Close() })
 	worker := fmt.Sprintf("sandbox-test-%d", time.Now().UnixNano())
-	runner := sandbox.NewRunner(docker, sandbox.Config{WorkerName: worker}, nil)
+	config.WorkerName = worker
+	runner := sandbox.NewRunner(docker, config, nil)
 	if err := runner.Ping(context.Background()); err != nil {
 		t.Fatalf("docker engine not reachable (run `make test`, which starts it): %v", err)
 	}
 	t.Cleanup(func() {
+		runner.Close()
 		n, err := runner.CountContainers(context.Background(), worker)
 		if err != nil {
 			t.Errorf("count sandbox containers: %v", err)
@@ -169,5 +176,47 @@ func TestRunOutputLimit(t *testing.T) {
 	}
 	if want := submission.DefaultLimits.OutputKB << 10; len(res.Stdout) != want {
 		t.Errorf("kept %d bytes of stdout, want the cap of %d", len(res.Stdout), want)
+	}
+}
+
+func TestPoolUsesEachContainerOnce(t *testing.T) {
+	runner := newRunnerWith(t, sandbox.Config{PoolSize: 1})
+	src := `import os, socket
+print(socket.gethostname())
+print(sorted(os.listdir('/tmp')), sorted(os.listdir('.')))
+open('/tmp/marker', 'w').write('x')
+open('marker', 'w').write('x')
+`
+	seen := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		res := run(t, runner, sandbox.Job{Language: language(t, "python"), Source: src})
+		lines := strings.Split(string(res.Stdout), "\n")
+		if res.Verdict != submission.VerdictOK || len(lines) < 2 {
+			t.Fatalf("run %d: verdict %s, stdout %q, stderr %q", i, res.Verdict, res.Stdout, res.Stderr)
+		}
+		if seen[lines[0]] {
+			t.Errorf("run %d reused container %s", i, lines[0])
+		}
+		seen[lines[0]] = true
+		if want := "[] ['main.py']"; lines[1] != want {
+			t.Errorf("run %d saw files %s, want %s", i, lines[1], want)
+		}
+		// Give the pool time to refill, so later runs take a pooled container.
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func TestPoolAppliesJobLimits(t *testing.T) {
+	runner := newRunnerWith(t, sandbox.Config{PoolSize: 1})
+	lang := language(t, "python")
+	run(t, runner, sandbox.Job{Language: lang, Source: "print(1)\n"})
+	time.Sleep(500 * time.Millisecond)
+	limits := submission.DefaultLimits
+	limits.MemoryMB = 32
+	res := run(t, runner, sandbox.Job{Language: lang, Limits: limits,
+		Source: "x = bytearray(128 * 1024 * 1024)\nprint(len(x))\n"})
+	if res.Verdict != submission.VerdictMemoryLimitExceeded {
+		t.Errorf("verdict = %s (%s), want memory_limit_exceeded under a 32 MiB limit set on a pooled container",
+			res.Verdict, res.Message)
 	}
 }
