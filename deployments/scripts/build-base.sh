@@ -20,7 +20,8 @@ debian_mirror() {
 }
 
 mirror="${RUNBOX_DEBIAN_MIRROR:-$(debian_mirror)}"
-content=$( (cat "$0"; echo "$mirror") | sha256sum | cut -c1-16)
+security_mirror="${RUNBOX_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+content=$( (cat "$0"; echo "$mirror $security_mirror") | sha256sum | cut -c1-16)
 
 current=$(docker image inspect -f '{{index .Config.Labels "runbox.content"}}' \
   "$image" 2>/dev/null || true)
@@ -43,8 +44,13 @@ else
   dir=$(mktemp -d /var/tmp/runbox-rootfs.XXXXXX)
   trap 'rm -rf "$dir"' EXIT
   debootstrap --variant=minbase "$suite" "$dir" "$mirror" >/dev/null
-  # Keep the apt sources pointing at the same mirror inside the image.
-  echo "deb $mirror $suite main" > "$dir/etc/apt/sources.list"
+  # Keep the apt sources pointing at the same mirror inside the image, with
+  # the point-release and security updates that debian:bookworm-slim has too.
+  cat > "$dir/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb $security_mirror $suite-security main
+SOURCES
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
   root_image=runbox/rootfs:$suite
   tar -C "$dir" -c . | docker import - "$root_image" >/dev/null
@@ -53,6 +59,17 @@ fi
 docker build -q -t "$image" --label "runbox.content=$content" - >/dev/null <<EOF
 FROM $root_image
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+# This apt configuration deletes downloaded packages after each install, so
+# that no image layer keeps them, and turns off recommended packages.
+RUN printf '%s\\n' \\
+      'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \\
+      'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \\
+      'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' \\
+      'APT::Install-Recommends "false";' \\
+      > /etc/apt/apt.conf.d/90runbox
+# Apply the point-release and security updates published since the suite
+# was bootstrapped.
+RUN apt-get update && apt-get upgrade -y && rm -rf /var/lib/apt/lists/*
 # The sandbox runs as this unprivileged user; its home is the work directory.
 RUN groupadd --gid 10001 runner \\
  && useradd --uid 10001 --gid 10001 --home-dir /box --no-create-home \\

@@ -1,0 +1,3 @@
+console.log("before the error");
+function broken( {
+}

@@ -1,0 +1,2 @@
+console.log("bye");
+process.exitCode = 3;

@@ -1,0 +1,4 @@
+fun main() {
+    val count: Int = "three"
+    println(count)
+}

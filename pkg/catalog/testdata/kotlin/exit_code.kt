@@ -1,0 +1,6 @@
+import kotlin.system.exitProcess
+
+fun main() {
+    println("bye")
+    exitProcess(3)
+}

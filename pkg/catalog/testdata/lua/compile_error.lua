@@ -1,0 +1,3 @@
+print("before the error")
+local function broken(
+end

@@ -1,0 +1,2 @@
+local line = io.read("L") or ""
+io.write((line:gsub("\n$", "")), "\n")

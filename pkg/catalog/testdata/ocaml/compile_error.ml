@@ -1,0 +1,3 @@
+let () =
+  let x = in
+  print_endline x

@@ -1,0 +1,3 @@
+let () =
+  print_endline "bye";
+  exit 3

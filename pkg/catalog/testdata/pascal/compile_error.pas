@@ -1,0 +1,6 @@
+program CompileError;
+
+begin
+  WriteLn('missing semicolon')
+  WriteLn('second line');
+end.

@@ -1,0 +1,6 @@
+program ExitCode;
+
+begin
+  WriteLn('bye');
+  Halt(3);
+end.

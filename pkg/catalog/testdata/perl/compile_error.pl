@@ -1,0 +1,5 @@
+use strict;
+use warnings;
+
+print "before the error\n";
+my $x = ;

@@ -1,0 +1,4 @@
+<?php
+echo "before the error\n";
+function broken( {
+}

@@ -1,0 +1,3 @@
+<?php
+$line = fgets(STDIN);
+echo rtrim($line === false ? "" : $line, "\n"), "\n";

@@ -1,0 +1,4 @@
+print("before the error")
+
+def broken(:
+    pass

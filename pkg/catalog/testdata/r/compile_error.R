@@ -1,0 +1,3 @@
+cat("before the error\n")
+broken <- function( {
+}

@@ -1,0 +1,2 @@
+cat("bye\n")
+quit(status = 3)

@@ -1,0 +1,4 @@
+puts "before the error"
+def broken(
+  1 +
+end

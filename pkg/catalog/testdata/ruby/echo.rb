@@ -1,0 +1,2 @@
+line = $stdin.gets
+puts(line ? line.chomp("\n") : "")

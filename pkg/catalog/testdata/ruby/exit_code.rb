@@ -1,0 +1,2 @@
+puts "bye"
+exit 3

@@ -1,0 +1,2 @@
+SELECT 'before the error';
+SELEC 'missing T';

@@ -1,0 +1,2 @@
+SELECT 'bye';
+.exit 3
