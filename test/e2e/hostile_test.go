@@ -2,14 +2,15 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"crypto/sha256"
+	"encoding/base64"
 	"os"
 	"strings"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/runbox/runbox/internal/testenv"
 	"github.com/runbox/runbox/pkg/submission"
 )
 
@@ -242,7 +243,15 @@ int main() { Grow<40, int>::type x = 0; return x; }
 // checks its verdict, that the worker still serves an ordinary submission
 // afterwards, and (in startStack) that no container is left.
 func TestHostilePrograms(t *testing.T) {
-	s := startStack(t, stackOptions{})
+	for _, runtime := range sandboxRuntimes(t) {
+		t.Run(runtimeName(runtime), func(t *testing.T) {
+			s := startStack(t, stackOptions{Env: []string{"RUNBOX_RUNTIME=" + runtime}})
+			runHostileCases(t, s)
+		})
+	}
+}
+
+func runHostileCases(t *testing.T, s *stack) {
 	passwd := fileHash(t, "/etc/passwd")
 	for _, tc := range hostileCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -365,6 +374,35 @@ func TestBinaryOutputIsLossless(t *testing.T) {
 	if got := text(view.Stderr); got != "esc \x1b nul \x00" {
 		t.Errorf("stderr = %q, want the escape and NUL bytes kept", got)
 	}
+}
+
+// sandboxRuntimes returns the runtimes the hostile suite runs under: the
+// engine's default, and gVisor's runsc when RUNBOX_TEST_RUNSC=1 and the
+// engine has it registered.
+//
+// TODO: under runsc (Debian's 2022-12 build) the update call that lowers
+// the memory limit after compiling fails, and the output and compile limits
+// do not end the run; make those pass before running runsc by default.
+func sandboxRuntimes(t *testing.T) []string {
+	runtimes := []string{""}
+	if os.Getenv("RUNBOX_TEST_RUNSC") != "1" {
+		return runtimes
+	}
+	info, err := testenv.Docker(t).Info(context.Background())
+	if err != nil {
+		t.Fatalf("read docker info: %v", err)
+	}
+	if _, ok := info.Runtimes["runsc"]; !ok {
+		t.Fatal("RUNBOX_TEST_RUNSC=1 but runsc is not registered with the engine")
+	}
+	return append(runtimes, "runsc")
+}
+
+func runtimeName(runtime string) string {
+	if runtime == "" {
+		return "default"
+	}
+	return runtime
 }
 
 func verdictIn(v submission.Verdict, list []submission.Verdict) bool {
