@@ -40,3 +40,7 @@ test-unit:
 
 clean:
 	rm -rf $(BIN)
+
+# Measures Runbox against `docker run --rm` and writes docs/benchmarks.md.
+bench: setup images
+	$(GO) run ./test/bench

@@ -150,7 +150,7 @@ type execStep struct {
 	mergeOutput bool
 }
 
-// execResult is what one step produced.
+// execResult is the outcome and output of one step.
 type execResult struct {
 	outcome
 	stdout  *cappedBuffer
@@ -326,7 +326,7 @@ func (r *Runner) CountContainers(ctx context.Context, worker string) (int, error
 	return len(list), nil
 }
 
-// Ping checks that the engine answers.
+// Ping checks that the engine is reachable.
 func (r *Runner) Ping(ctx context.Context) error {
 	if _, err := r.docker.Ping(ctx); err != nil {
 		return platformError("ping docker engine", err)

@@ -224,7 +224,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	// by its removal; Close waits for it.
 	defer r.removeLater(id, job.ID)
 
-	result := &submission.Result{}
+	result := &submission.Result{Stages: &submission.Stages{ContainerReadyAt: time.Now().UTC()}}
 	runStdin := job.Stdin
 	runScript := runCommand(lang, limits, "")
 	if lang.Compile == "" {
@@ -250,6 +250,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	result.Stages.ExitedAt = time.Now().UTC()
 	result.Stdout, result.StdoutTruncated = res.stdout.Bytes()
 	result.Stderr, result.StderrTruncated = res.stderr.Bytes()
 	result.TimeMS = res.elapsed.Milliseconds()

@@ -10,7 +10,7 @@ import (
 	"github.com/runbox/runbox/pkg/submission"
 )
 
-// outcome is what the runner observed about one finished step.
+// outcome is the runner's record of how one step ended.
 type outcome struct {
 	ExitCode int
 	// TimedOut is set when the runner killed the step at its time limit.

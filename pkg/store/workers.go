@@ -16,7 +16,7 @@ type LanguageStatus struct {
 	// State is "pending" until the self-test ends, then "ok" or "failed".
 	State   string `json:"state"`
 	Version string `json:"version,omitempty"`
-	// Reason says why the language failed its self-test.
+	// Reason explains why the language failed its self-test.
 	Reason string `json:"reason,omitempty"`
 }
 

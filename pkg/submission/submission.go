@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Status is where a submission is in its life.
+// Status is the stage of a submission: queued, running or done.
 type Status string
 
 const (
@@ -108,6 +108,19 @@ type Result struct {
 	CompileTimeMS   int64  `json:"compile_time_ms,omitempty"`
 	// Worker names the worker process that ran the submission.
 	Worker string `json:"worker,omitempty"`
+	// Stages records when the sandbox reached each stage of the run.
+	Stages *Stages `json:"stages,omitempty"`
+}
+
+// Stages are the times a run reached its stages inside the worker. With
+// created_at, started_at (picked up) and finished_at (stored) they split
+// the latency of a submission.
+type Stages struct {
+	// ContainerReadyAt is when the container was started (or taken from
+	// the pool) and the first step could begin.
+	ContainerReadyAt time.Time `json:"container_ready_at,omitzero"`
+	// ExitedAt is when the program's run step ended.
+	ExitedAt time.Time `json:"exited_at,omitzero"`
 }
 
 // View is the JSON body of GET /api/v1/submissions/{id}. The result fields
@@ -136,6 +149,7 @@ type View struct {
 	CompileEncoding string  `json:"compile_output_encoding,omitempty"`
 	CompileTimeMS   *int64  `json:"compile_time_ms,omitempty"`
 	Worker          string  `json:"worker,omitempty"`
+	Stages          *Stages `json:"stages,omitempty"`
 }
 
 // EncodingBase64 marks a field whose bytes are not valid UTF-8 and are
@@ -171,6 +185,7 @@ func (s *Submission) View() View {
 		v.CompileTimeMS = &r.CompileTimeMS
 	}
 	v.Worker = r.Worker
+	v.Stages = r.Stages
 	return v
 }
 

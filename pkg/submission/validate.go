@@ -216,7 +216,7 @@ func (p Policy) decodeError(err error) *RequestError {
 	}
 }
 
-// describeField says what type and range a field takes, for error messages.
+// describeField returns the type and range a field takes, for error messages.
 func (p Policy) describeField(field string) string {
 	switch field {
 	case "language", "source", "stdin":

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report holds every measurement of one benchmark run.
+type report struct {
+	Started            time.Time
+	Parallel           int
+	Machine            []string
+	Baseline           latencies
+	BaselineThroughput float64
+	Sequential         latencies
+	Stages             stageLatencies
+	Rates              []rateResult
+	Burst              burstResult
+	APIRSS, WorkerRSS  int
+}
+
+func commandOutput(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(strings.Split(string(out), "\n")[0])
+}
+
+func (r *report) describeMachine() {
+	cpu := "unknown"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	r.Machine = []string{
+		fmt.Sprintf("CPU: %s, %d cores", cpu, runtime.NumCPU()),
+		"Kernel: " + commandOutput("uname", "-sr"),
+		"Docker engine: " + commandOutput("docker", "version", "-f", "{{.Server.Version}}"),
+		"Go: " + runtime.Version(),
+		"Redis: " + commandOutput("redis-server", "--version"),
+	}
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000)
+}
+
+func ratio(d, base time.Duration) string {
+	if base == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", float64(d)/float64(base))
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	base50 := r.Baseline.percentile(50)
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Recorded by `make bench` (test/bench) on %s. Every ratio divides a\n", r.Started.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Runbox figure by the `docker run --rm` baseline measured in the same run.\n\n")
+	for _, line := range r.Machine {
+		fmt.Fprintf(&b, "- %s\n", line)
+	}
+	fmt.Fprintf(&b, "- Worker concurrency and baseline parallelism: %d\n\n", r.Parallel)
+
+	fmt.Fprintf(&b, "## Python hello world, one at a time\n\n")
+	fmt.Fprintf(&b, "Baseline: `docker run --rm --network none %s python3 -c \"print('hello')\"`.\n", pythonImage)
+	fmt.Fprintf(&b, "Runbox: POST of `print('hello')` until a long-polling client sees the result.\n\n")
+	fmt.Fprintf(&b, "| | runs | p50 ms | p90 ms | p99 ms | p50 / baseline p50 |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| docker run --rm | %d | %s | %s | %s | 1.00 |\n", len(r.Baseline),
+		ms(base50), ms(r.Baseline.percentile(90)), ms(r.Baseline.percentile(99)))
+	fmt.Fprintf(&b, "| Runbox end to end | %d | %s | %s | %s | %s |\n\n", len(r.Sequential),
+		ms(r.Sequential.percentile(50)), ms(r.Sequential.percentile(90)), ms(r.Sequential.percentile(99)),
+		ratio(r.Sequential.percentile(50), base50))
+
+	fmt.Fprintf(&b, "Time from POST until each stage (p50 / p99 ms):\n\n| stage | p50 | p99 |\n|---|---|---|\n")
+	for _, stage := range []struct {
+		name string
+		l    latencies
+	}{
+		{"accepted (202 received)", r.Stages.Accepted},
+		{"picked up by the worker", r.Stages.PickedUp},
+		{"container ready", r.Stages.ContainerReady},
+		{"program exited", r.Stages.Exited},
+		{"result stored", r.Stages.Stored},
+		{"result visible to the client", r.Stages.Visible},
+	} {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", stage.name, ms(stage.l.percentile(50)), ms(stage.l.percentile(99)))
+	}
+
+	fmt.Fprintf(&b, "\n## Sustained throughput\n\n")
+	fmt.Fprintf(&b, "Baseline: %d parallel `docker run --rm` loops: %.2f runs/s.\n\n", r.Parallel, r.BaselineThroughput)
+	fmt.Fprintf(&b, "| arrival rate /s | submitted | rejected | completed | completed /s | / baseline | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|\n")
+	for _, rate := range r.Rates {
+		fmt.Fprintf(&b, "| %.0f | %d | %d | %d | %.2f | %.2f | %s | %s |\n", rate.Rate, rate.Submitted,
+			rate.Rejected, rate.Completed, rate.Throughput, rate.Throughput/r.BaselineThroughput,
+			ms(rate.P50), ms(rate.P99))
+	}
+
+	bu := r.Burst
+	fmt.Fprintf(&b, "\n## Burst\n\n%d submissions posted by 64 clients at once: %d accepted, %d rejected with 429/503, %d failed; ",
+		bu.Sent, bu.Accepted, bu.Rejected, bu.Failed)
+	fmt.Fprintf(&b, "%d of the accepted finished. Posting took %s; the last result came %s after the first POST ",
+		bu.Completed, bu.SubmitTime.Round(time.Millisecond), bu.DrainTime.Round(time.Millisecond))
+	if bu.DrainTime > 0 {
+		fmt.Fprintf(&b, "(%.2f completed/s, %.2f × the baseline loop).\n", float64(bu.Completed)/bu.DrainTime.Seconds(),
+			float64(bu.Completed)/bu.DrainTime.Seconds()/r.BaselineThroughput)
+	}
+
+	fmt.Fprintf(&b, "\n## Memory\n\nResident memory after the sequential run: API %.1f MiB, worker %.1f MiB (the pooled containers are separate processes).\n",
+		float64(r.APIRSS)/1024, float64(r.WorkerRSS)/1024)
+	fmt.Fprintf(&b, "\n## How to rerun\n\n```sh\nmake setup images\nmake bench\n```\n\n")
+	fmt.Fprintf(&b, "Flags: `go run ./test/bench -h` (number of runs, parallelism, burst size, report file).\n")
+	return b.String()
+}
