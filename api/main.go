@@ -30,14 +30,23 @@ type settings struct {
 	addr      string
 	redisURL  string
 	retention time.Duration
+	queueCap  int
 	policy    submission.Policy
 }
+
+// DefaultQueueCap is the default of RUNBOX_QUEUE_CAP.
+const DefaultQueueCap = 1000
+
+// queueSizeRefresh is how long the API reuses the queue size it read, so a
+// POST does not cost a queue inspection.
+const queueSizeRefresh = 200 * time.Millisecond
 
 func readSettings(env *config.Env) settings {
 	return settings{
 		addr:      env.String("RUNBOX_HTTP_ADDR", "127.0.0.1:8080"),
 		redisURL:  env.String("RUNBOX_REDIS_URL", config.DefaultRedisURL),
 		retention: env.Duration("RUNBOX_RESULT_TTL", store.DefaultRetention),
+		queueCap:  env.Int("RUNBOX_QUEUE_CAP", DefaultQueueCap, 1),
 		policy:    readPolicy(env),
 	}
 }
@@ -103,7 +112,8 @@ func run(s settings, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	srv := newServer(store.New(rdb, s.retention), queueClient, languages, s.policy, log)
+	admission := newAdmission(asynq.NewInspectorFromRedisClient(rdb), s.queueCap, queueSizeRefresh)
+	srv := newServer(store.New(rdb, s.retention), queueClient, admission, languages, s.policy, log)
 	go srv.waiters.listen(ctx, srv.store, log)
 
 	httpServer := &http.Server{
@@ -115,7 +125,8 @@ func run(s settings, log *slog.Logger) error {
 	}
 	errs := make(chan error, 1)
 	go func() { errs <- httpServer.ListenAndServe() }()
-	log.Info("api listening", "url", "http://"+s.addr+"/", "redis", redisConfig.Client.Addr)
+	log.Info("api listening", "url", "http://"+s.addr+"/", "redis", redisConfig.Client.Addr,
+		"queue_cap", s.queueCap)
 
 	select {
 	case err := <-errs:

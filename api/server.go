@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -28,16 +29,18 @@ const maxWait = 30 * time.Second
 type server struct {
 	store     *store.Store
 	queue     *asynq.Client
+	admission *admission
 	languages *catalog.Catalog
 	policy    submission.Policy
 	waiters   *waiters
 	log       *slog.Logger
 }
 
-func newServer(s *store.Store, q *asynq.Client, languages *catalog.Catalog, policy submission.Policy, log *slog.Logger) *server {
+func newServer(s *store.Store, q *asynq.Client, admission *admission, languages *catalog.Catalog, policy submission.Policy, log *slog.Logger) *server {
 	return &server{
 		store:     s,
 		queue:     q,
+		admission: admission,
 		languages: languages,
 		policy:    policy.WithDefaults(),
 		waiters:   newWaiters(),
@@ -128,6 +131,19 @@ func (s *server) createSubmission(w http.ResponseWriter, r *http.Request) {
 		writeError(w, reqErr)
 		return
 	}
+	// Admission comes first because it reads Redis through a short cache,
+	// so it also rejects quickly while Redis is unreachable.
+	if !s.admit(w) {
+		return
+	}
+	enqueued := false
+	defer func() {
+		if enqueued {
+			s.admission.confirm()
+		} else {
+			s.admission.release()
+		}
+	}()
 	if reason := s.languageOutOfService(r.Context(), req.Language); reason != "" {
 		w.Header().Set("Retry-After", "30")
 		writeError(w, &submission.RequestError{Status: http.StatusServiceUnavailable,
@@ -156,8 +172,29 @@ func (s *server) createSubmission(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, "the submission could not be queued; try again shortly")
 		return
 	}
+	enqueued = true
 	w.Header().Set("Location", "/api/v1/submissions/"+sub.ID)
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": sub.ID, "status": string(sub.Status)})
+}
+
+// admit reserves a place in the queue for a new submission. When there is
+// none, it writes 429, or 503 when the queue size cannot be read, and
+// returns false.
+func (s *server) admit(w http.ResponseWriter) bool {
+	backlog, err := s.admission.reserve()
+	if errors.Is(err, errQueueFull) {
+		w.Header().Set("Retry-After", queueFullRetryAfter)
+		writeError(w, &submission.RequestError{Status: http.StatusTooManyRequests, Code: "queue_full",
+			Message: fmt.Sprintf("the queue holds %d unfinished submissions, its limit; try again in %s seconds",
+				backlog, queueFullRetryAfter)})
+		return false
+	}
+	if err != nil {
+		s.log.Error("read queue size", "error", err)
+		unavailable(w, "the queue size could not be read; try again shortly")
+		return false
+	}
+	return true
 }
 
 // failUnqueued ends a stored submission that never reached the queue, so

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -24,7 +25,14 @@ type worker struct {
 	languages *catalog.Catalog
 	log       *slog.Logger
 	statuses  *languageStatuses
+	// handlers counts the ProcessTask calls in progress, so the worker can
+	// wait for them to finish their cleanup before it exits.
+	handlers *inflight
 }
+
+// errStopping is returned for a task that reaches a worker after it began
+// to wait for its handlers at shutdown.
+var errStopping = errors.New("the worker is stopping")
 
 // ProcessTask runs one submission. It is idempotent by submission id: a
 // submission that is done is not run again, and containers of an earlier
@@ -32,6 +40,10 @@ type worker struct {
 // error, so Asynq retries them; after the last retry the submission ends as
 // an internal error. Whatever the program does ends in a stored verdict.
 func (w *worker) ProcessTask(ctx context.Context, task *asynq.Task) error {
+	if !w.handlers.enter() {
+		return errStopping
+	}
+	defer w.handlers.leave()
 	payload, err := queue.ParsePayload(task)
 	if err != nil {
 		w.log.Error("drop malformed task", "error", err)
@@ -68,7 +80,7 @@ func (w *worker) ProcessTask(ctx context.Context, task *asynq.Task) error {
 	started := time.Now()
 	result, runErr := w.execute(ctx, sub)
 	if runErr != nil {
-		result, err = w.handlePlatformError(ctx, log, id, runErr)
+		result, err = w.handlePlatformError(ctx, log, id, attempt, runErr)
 		if err != nil {
 			return err
 		}
@@ -113,17 +125,24 @@ func (w *worker) execute(ctx context.Context, sub *submission.Submission) (*subm
 }
 
 // handlePlatformError decides between a retry (returned as an error) and
-// a final internal error once the retries are used up. An interrupted run
-// (the worker is stopping) is put back to queued for the retry.
-func (w *worker) handlePlatformError(ctx context.Context, log *slog.Logger, id string, runErr error) (*submission.Result, error) {
+// a final internal error once the retries are used up. The submission is
+// set back to queued for a retry. A run interrupted by a cancelled context
+// (the worker is stopping, or lost its lease) is always retried. A run that
+// hit the task's deadline counts as a platform fault.
+func (w *worker) handlePlatformError(ctx context.Context, log *slog.Logger, id string, attempt int, runErr error) (*submission.Result, error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	if ctx.Err() != nil || retried < maxRetry {
-		log.Warn("run failed on a platform fault; it will be retried",
-			"error", runErr, "retried", retried, "max_retry", maxRetry)
+	interrupted := errors.Is(ctx.Err(), context.Canceled)
+	if interrupted || retried < maxRetry {
+		if interrupted {
+			log.Warn("run interrupted; the submission goes back to the queue", "error", runErr)
+		} else {
+			log.Warn("run failed on a platform fault; it will be retried",
+				"error", runErr, "retried", retried, "max_retry", maxRetry)
+		}
 		requeueCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := w.store.Requeue(requeueCtx, id); err != nil {
+		if err := w.store.Requeue(requeueCtx, id, attempt); err != nil {
 			log.Warn("set submission back to queued", "error", err)
 		}
 		return nil, runErr
@@ -153,7 +172,62 @@ func (w *worker) finish(ctx context.Context, id string, result *submission.Resul
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 		}
-		time.Sleep(time.Duration(200<<attempt) * time.Millisecond)
+		delay := time.Duration(200<<attempt) * time.Millisecond
+		w.log.Warn("store result failed; retrying", "submission", id, "error", err,
+			"retry_in", delay.String())
+		time.Sleep(delay)
 	}
 	return err
+}
+
+// inflight counts calls in progress and, once drained, admits no more.
+type inflight struct {
+	mu      sync.Mutex
+	count   int
+	closing bool
+	drained chan struct{}
+}
+
+func newInflight() *inflight {
+	return &inflight{drained: make(chan struct{})}
+}
+
+// enter counts a new call, or returns false once drain has begun.
+func (f *inflight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.count++
+	return true
+}
+
+func (f *inflight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count--
+	if f.closing && f.count == 0 {
+		close(f.drained)
+	}
+}
+
+// drain admits no new calls and waits up to timeout for the running ones
+// to end. It returns how many are still running.
+func (f *inflight) drain(timeout time.Duration) int {
+	f.mu.Lock()
+	if !f.closing {
+		f.closing = true
+		if f.count == 0 {
+			close(f.drained)
+		}
+	}
+	f.mu.Unlock()
+	select {
+	case <-f.drained:
+	case <-time.After(timeout):
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count
 }

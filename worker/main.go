@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,7 +35,10 @@ type settings struct {
 	concurrency       int
 	taskCheckInterval time.Duration
 	shutdownTimeout   time.Duration
+	retryDelay        time.Duration
+	resultTTL         time.Duration
 	selfTest          bool
+	reconcile         reconcileSettings
 	sandbox           sandbox.Config
 }
 
@@ -46,7 +50,24 @@ func readSettings(env *config.Env) settings {
 		concurrency:       env.Int("RUNBOX_CONCURRENCY", runtime.NumCPU(), 1),
 		taskCheckInterval: env.Duration("RUNBOX_TASK_CHECK_INTERVAL", 10*time.Millisecond),
 		shutdownTimeout:   env.Duration("RUNBOX_SHUTDOWN_TIMEOUT", 30*time.Second),
+		retryDelay:        env.Duration("RUNBOX_RETRY_DELAY", time.Second),
+		resultTTL:         env.Duration("RUNBOX_RESULT_TTL", store.DefaultRetention),
 		selfTest:          env.Bool("RUNBOX_SELF_TEST", true),
+		reconcile: reconcileSettings{
+			interval: env.Duration("RUNBOX_RECONCILE_INTERVAL", time.Minute),
+			minAge:   env.Duration("RUNBOX_RECONCILE_MIN_AGE", time.Minute),
+			maxAge:   env.Duration("RUNBOX_MAX_SUBMISSION_AGE", time.Hour),
+		},
+	}
+	if s.retryDelay <= 0 {
+		env.Fail("RUNBOX_RETRY_DELAY must be above zero")
+	}
+	if s.reconcile.interval <= 0 {
+		env.Fail("RUNBOX_RECONCILE_INTERVAL must be above zero")
+	}
+	if s.reconcile.maxAge <= s.reconcile.minAge {
+		env.Fail(fmt.Sprintf("RUNBOX_MAX_SUBMISSION_AGE=%s must be above RUNBOX_RECONCILE_MIN_AGE=%s",
+			s.reconcile.maxAge, s.reconcile.minAge))
 	}
 	s.sandbox = sandbox.Config{
 		Runtime:            env.String("RUNBOX_RUNTIME", ""),
@@ -76,6 +97,12 @@ func main() {
 	}
 }
 
+// cleanupGrace is how long a stopping worker waits for the handlers of the
+// runs cancelled at RUNBOX_SHUTDOWN_TIMEOUT to set their submissions back
+// to queued. runner.Close then waits for the container removals, which
+// give up after 30 s each.
+const cleanupGrace = 40 * time.Second
+
 func run(s settings, log *slog.Logger) error {
 	languages, err := catalog.Load()
 	if err != nil {
@@ -98,11 +125,12 @@ func run(s settings, log *slog.Logger) error {
 	defer runner.Close()
 	w := &worker{
 		name:      s.name,
-		store:     store.New(rdb, 0),
+		store:     store.New(rdb, s.resultTTL),
 		runner:    runner,
 		languages: languages,
 		log:       log,
 		statuses:  newLanguageStatuses(languages),
+		handlers:  newInflight(),
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -116,10 +144,16 @@ func run(s settings, log *slog.Logger) error {
 		Concurrency:       s.concurrency,
 		Queues:            map[string]int{queue.Name: 1},
 		TaskCheckInterval: s.taskCheckInterval,
-		ShutdownTimeout:   s.shutdownTimeout,
-		RetryDelayFunc:    retryDelay,
-		Logger:            config.AsynqLogger{Log: log},
-		LogLevel:          asynq.WarnLevel,
+		// Retries become runnable within a second of their delay, not
+		// Asynq's default of five seconds.
+		DelayedTaskCheckInterval: time.Second,
+		// When this has passed after Shutdown, Asynq v0.26 puts each
+		// unfinished task back in the queue without counting a retry and
+		// then cancels its handler's context.
+		ShutdownTimeout: s.shutdownTimeout,
+		RetryDelayFunc:  retryDelay(s.retryDelay),
+		Logger:          config.AsynqLogger{Log: log},
+		LogLevel:        asynq.WarnLevel,
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(queue.TaskType, w)
@@ -130,18 +164,35 @@ func run(s settings, log *slog.Logger) error {
 		"runtime", s.sandbox.Runtime, "languages", len(languages.IDs()))
 
 	background, cancelBackground := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	var maintenance sync.WaitGroup
+	maintenance.Add(2)
 	go func() {
-		defer close(done)
+		defer maintenance.Done()
 		w.maintain(background, s.selfTest)
+	}()
+	reconciler := newReconciler(w.store, rdb, s.name, s.reconcile, log.With("component", "reconciler"))
+	go func() {
+		defer maintenance.Done()
+		reconciler.run(background)
 	}()
 
 	<-ctx.Done()
 	log.Info("worker stopping: no new submissions, waiting for running ones",
 		"worker", s.name, "timeout", s.shutdownTimeout.String())
+	timeoutNotice := time.AfterFunc(s.shutdownTimeout, func() {
+		log.Warn("shutdown timeout passed; interrupting running submissions, which go back to the queue",
+			"worker", s.name, "timeout", s.shutdownTimeout.String())
+	})
 	server.Shutdown()
+	timeoutNotice.Stop()
+	// Shutdown returns without waiting for the handlers it cancelled, so
+	// the process would exit before they requeue their submissions.
+	if left := w.handlers.drain(cleanupGrace); left > 0 {
+		log.Error("runs still cleaning up at exit; their containers are left to the next worker's sweep",
+			"worker", s.name, "runs", left)
+	}
 	cancelBackground()
-	<-done
+	maintenance.Wait()
 	removeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := w.store.RemoveWorker(removeCtx, s.name); err != nil {
@@ -151,9 +202,13 @@ func run(s settings, log *slog.Logger) error {
 	return nil
 }
 
-// retryDelay spaces out the retries of a platform fault: 1 s, 2 s, 4 s.
-func retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
-	return time.Second << min(n, 5)
+// retryDelay spaces out the retries of a platform fault: base, then twice
+// as long each time (1 s, 2 s, 4 s with the default base), at most 32 times
+// base.
+func retryDelay(base time.Duration) asynq.RetryDelayFunc {
+	return func(n int, _ error, _ *asynq.Task) time.Duration {
+		return base << min(n, 5)
+	}
 }
 
 // waitForEngine waits until the Docker engine answers, logging each failed

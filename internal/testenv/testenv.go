@@ -9,11 +9,15 @@ package testenv
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -41,18 +45,48 @@ type Redis struct {
 }
 
 // StartRedis starts a Redis container with the append-only file on and
-// removes it when the test ends.
+// removes it when the test ends. Its host port is chosen by the engine and
+// changes if the container is restarted.
 func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	return startRedis(t, "")
+}
+
+// StartRedisFixedPort is StartRedis with a host port that stays the same
+// when the container is stopped and started again, so clients reconnect to
+// the same address. The container keeps its data across such a restart.
+func StartRedisFixedPort(t testing.TB) *Redis {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	return startRedis(t, port)
+}
+
+// startRedis starts Redis on the given loopback host port, or on one the
+// engine picks when hostPort is "".
+func startRedis(t testing.TB, hostPort string) *Redis {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	req := testcontainers.ContainerRequest{
+		Image:        RedisImage,
+		ExposedPorts: []string{"6379/tcp"},
+		WaitingFor:   wait.ForLog("Ready to accept connections").WithStartupTimeout(30 * time.Second),
+	}
+	if hostPort != "" {
+		req.HostConfigModifier = func(hc *container.HostConfig) {
+			hc.PortBindings = network.PortMap{
+				network.MustParsePort("6379/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hostPort}},
+			}
+		}
+	}
 	ctr, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
-		ContainerRequest: testcontainers.ContainerRequest{
-			Image:        RedisImage,
-			ExposedPorts: []string{"6379/tcp"},
-			WaitingFor:   wait.ForLog("Ready to accept connections").WithStartupTimeout(30 * time.Second),
-		},
-		Started: true,
+		ContainerRequest: req,
+		Started:          true,
 	})
 	testcontainers.CleanupContainer(t, ctr)
 	if err != nil {

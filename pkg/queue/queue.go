@@ -30,6 +30,17 @@ const MaxRetry = 3
 // compile step plus the longest run plus container start and removal.
 const TaskTimeout = 3 * time.Minute
 
+// Retention is how long Asynq keeps a completed task. While it is kept, the
+// same submission id cannot be enqueued again, and the reconciler can tell
+// a finished task from a lost one.
+const Retention = time.Hour
+
+// LeaseRecovery is the longest time Asynq v0.26 takes to retry the task of
+// a worker that died. The lease lasts 30 s after the last heartbeat. The
+// recoverer runs once a minute and skips leases that expired less than
+// 30 s ago. Asynq fixes these values, so no setting changes them.
+const LeaseRecovery = 2 * time.Minute
+
 // Payload is the body of a submission task.
 type Payload struct {
 	ID string `json:"id"`
@@ -47,7 +58,7 @@ func NewTask(id string, timeout time.Duration) (*asynq.Task, error) {
 		asynq.Queue(Name),
 		asynq.MaxRetry(MaxRetry),
 		asynq.Timeout(timeout),
-		asynq.Retention(time.Hour),
+		asynq.Retention(Retention),
 	), nil
 }
 

@@ -34,11 +34,15 @@ redis.call('PUBLISH', 'runbox:status', ARGV[1])
 return attempt
 `)
 
-// requeueScript sets a running submission back to queued.
-// KEYS: submission hash. ARGV: id.
+// requeueScript sets a running submission back to queued, unless a later
+// attempt has started since.
+// KEYS: submission hash. ARGV: id, attempt number.
 var requeueScript = redis.NewScript(`
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' then
+  return 0
+end
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', 'queued')

@@ -152,9 +152,11 @@ func (s *Store) Start(ctx context.Context, id string, now time.Time) (int, error
 }
 
 // Requeue sets a running submission back to queued, for a run that was
-// interrupted and will be retried. It does nothing to a done submission.
-func (s *Store) Requeue(ctx context.Context, id string) error {
-	err := requeueScript.Run(ctx, s.rdb, []string{submissionKey(id)}, id).Err()
+// interrupted and will be retried. It does nothing to a done submission,
+// nor when attempt is no longer the latest attempt, so a late call from an
+// interrupted attempt cannot hide the run of the next one.
+func (s *Store) Requeue(ctx context.Context, id string, attempt int) error {
+	err := requeueScript.Run(ctx, s.rdb, []string{submissionKey(id)}, id, attempt).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("requeue submission %s: %w", id, err)
 	}
@@ -182,10 +184,10 @@ func (s *Store) Finish(ctx context.Context, id string, result *submission.Result
 }
 
 // Pending returns up to limit ids of unfinished submissions created before
-// the given time, oldest first.
-func (s *Store) Pending(ctx context.Context, before time.Time, limit int64) ([]string, error) {
+// the given time, oldest first, skipping the first offset of them.
+func (s *Store) Pending(ctx context.Context, before time.Time, offset, limit int64) ([]string, error) {
 	ids, err := s.rdb.ZRangeByScore(ctx, pendingKey, &redis.ZRangeBy{
-		Min: "-inf", Max: fmt.Sprint(before.UnixMilli()), Count: limit,
+		Min: "-inf", Max: fmt.Sprint(before.UnixMilli()), Offset: offset, Count: limit,
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list pending submissions: %w", err)
@@ -199,12 +201,23 @@ func (s *Store) ForgetPending(ctx context.Context, id string) error {
 	return s.rdb.ZRem(ctx, pendingKey, id).Err()
 }
 
+// TryLock takes the named lock for ttl unless another owner has it, and
+// reports whether it did. There is no unlock. The lock expires after ttl,
+// so a holder that dies cannot block the others for longer.
+func (s *Store) TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	taken, err := s.rdb.SetNX(ctx, "runbox:lock:"+name, owner, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("take lock %s: %w", name, err)
+	}
+	return taken, nil
+}
+
 // Subscribe returns a subscription to StatusChannel.
 func (s *Store) Subscribe(ctx context.Context) *redis.PubSub {
 	return s.rdb.Subscribe(ctx, StatusChannel)
 }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis is reachable.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.rdb.Ping(ctx).Err()
 }

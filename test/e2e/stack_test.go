@@ -14,12 +14,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
 
 	"github.com/runbox/runbox/internal/testenv"
 	"github.com/runbox/runbox/pkg/sandbox"
@@ -59,6 +62,8 @@ type stack struct {
 	api        *process
 	worker     *process
 	workerEnv  []string
+	// workers lists every worker process the stack started, by name.
+	workers map[string]*process
 }
 
 // stackOptions change how the stack starts.
@@ -67,6 +72,14 @@ type stackOptions struct {
 	SelfTest bool
 	// Env is added to both programs' environment.
 	Env []string
+	// APIEnv is added to the API's environment.
+	APIEnv []string
+	// WorkerEnv is added to the environment of every worker.
+	WorkerEnv []string
+	// Redis is used instead of a new Redis container when set.
+	Redis *testenv.Redis
+	// NoWorker starts the API alone; startWorker adds workers later.
+	NoWorker bool
 }
 
 // process is a started program whose output goes to a log file.
@@ -74,6 +87,8 @@ type process struct {
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{}
+	// killed is set by kill.
+	killed bool
 }
 
 func freeAddr(t *testing.T) string {
@@ -120,6 +135,35 @@ func (p *process) stop(t *testing.T, timeout time.Duration) {
 	}
 }
 
+// kill sends SIGKILL and waits for the process to end.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill %s: %v", p.cmd.Path, err)
+	}
+	p.killed = true
+	<-p.done
+}
+
+// signal sends sig without waiting.
+func (p *process) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("send %s to %s: %v", sig, p.cmd.Path, err)
+	}
+}
+
+// wait waits up to timeout for the process to end and reports whether it
+// did.
+func (p *process) wait(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
 func (p *process) log() string {
 	data, _ := os.ReadFile(p.logPath)
 	return string(data)
@@ -127,48 +171,129 @@ func (p *process) log() string {
 
 // startStack starts Redis, the API and one worker, waits until the API is
 // healthy, and stops everything when the test ends. It fails the test if a
-// sandbox container of this worker is left afterwards.
+// sandbox container of any of its workers is left afterwards.
 func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
-	redis := testenv.StartRedis(t)
+	redis := opts.Redis
+	if redis == nil {
+		redis = testenv.StartRedis(t)
+	}
 	docker := testenv.Docker(t)
 	addr := freeAddr(t)
 	s := &stack{
-		URL:        "http://" + addr,
-		Redis:      redis,
-		workerName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()),
+		URL:     "http://" + addr,
+		Redis:   redis,
+		workers: make(map[string]*process),
 	}
-	common := append([]string{
+
+	common := slices.Concat([]string{
 		"RUNBOX_REDIS_URL=" + redis.URL,
 		"RUNBOX_LOG_LEVEL=debug",
-	}, opts.Env...)
-	s.workerEnv = append(common,
-		"RUNBOX_WORKER_NAME="+s.workerName,
+	}, opts.Env)
+	s.workerEnv = slices.Concat(common, []string{
 		fmt.Sprintf("RUNBOX_SELF_TEST=%t", opts.SelfTest),
 		"RUNBOX_SHUTDOWN_TIMEOUT=20s",
-	)
-	s.worker = startProcess(t, "worker", s.workerEnv)
-	s.api = startProcess(t, "api", append(common, "RUNBOX_HTTP_ADDR="+addr))
+	}, opts.WorkerEnv)
+
+	if !opts.NoWorker {
+		s.workerName = fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+		s.worker = s.startWorker(t, s.workerName)
+	}
+	s.api = startProcess(t, "api", slices.Concat(common, opts.APIEnv, []string{"RUNBOX_HTTP_ADDR=" + addr}))
+
 	t.Cleanup(func() {
 		s.api.stop(t, 10*time.Second)
-		s.worker.stop(t, 40*time.Second)
+		for _, worker := range s.workers {
+			worker.stop(t, 40*time.Second)
+		}
+
+		for name, worker := range s.workers {
+			list, err := docker.ContainerList(context.Background(), container.ListOptions{
+				All:     true,
+				Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+name)),
+			})
+			if err != nil {
+				t.Errorf("list sandbox containers: %v", err)
+			}
+			if worker.killed {
+				list = removeIdlePoolContainers(t, docker, name, list)
+			}
+			if len(list) != 0 {
+				t.Errorf("%d sandbox containers of worker %s left behind", len(list), name)
+			}
+		}
+
 		if t.Failed() {
 			t.Logf("api log:\n%s", s.api.log())
-			t.Logf("worker log:\n%s", s.worker.log())
-		}
-		list, err := docker.ContainerList(context.Background(), container.ListOptions{
-			All:     true,
-			Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+s.workerName)),
-		})
-		if err != nil {
-			t.Errorf("list sandbox containers: %v", err)
-		}
-		if len(list) != 0 {
-			t.Errorf("%d sandbox containers of worker %s left behind", len(list), s.workerName)
+			for name, worker := range s.workers {
+				t.Logf("worker %s log:\n%s", name, worker.log())
+			}
 		}
 	})
-	s.waitHealthy(t, 60*time.Second)
+
+	if opts.NoWorker {
+		s.waitServing(t, 30*time.Second)
+	} else {
+		s.waitHealthy(t, 60*time.Second)
+	}
 	return s
+}
+
+// removeIdlePoolContainers removes the idle pool containers that a killed
+// worker leaves for the next workers' sweep, which would only remove them
+// once they are older than the longest task. It returns the other
+// containers.
+func removeIdlePoolContainers(t *testing.T, docker *client.Client, worker string, list []container.Summary) []container.Summary {
+	t.Helper()
+	var others []container.Summary
+	idle := 0
+	for _, c := range list {
+		_, pooled := c.Labels[sandbox.LabelPool]
+		taken := slices.ContainsFunc(c.Names, func(name string) bool { return strings.HasPrefix(name, "/runbox-") })
+		if !pooled || taken {
+			others = append(others, c)
+			continue
+		}
+		err := docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		if err != nil {
+			t.Errorf("remove idle pool container %s of killed worker %s: %v", c.ID, worker, err)
+		}
+		idle++
+	}
+	if idle > 0 {
+		t.Logf("removed %d idle pool containers of killed worker %s", idle, worker)
+	}
+	return others
+}
+
+// startWorker starts a worker process with the stack's worker environment
+// and the given name, plus extra variables.
+func (s *stack) startWorker(t *testing.T, name string, extraEnv ...string) *process {
+	t.Helper()
+	if _, taken := s.workers[name]; taken {
+		t.Fatalf("a worker named %s was started already", name)
+	}
+	p := startProcess(t, "worker", slices.Concat(s.workerEnv, []string{"RUNBOX_WORKER_NAME=" + name}, extraEnv))
+	s.workers[name] = p
+	return p
+}
+
+// waitServing waits until the API serves HTTP, whether or not a worker
+// runs.
+func (s *stack) waitServing(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.URL + "/api/v1/languages")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("api at %s not serving within %s\napi log:\n%s", s.URL, timeout, s.api.log())
 }
 
 func (s *stack) waitHealthy(t *testing.T, timeout time.Duration) {
@@ -256,6 +381,33 @@ func (s *stack) result(t *testing.T, id string, timeout time.Duration) submissio
 	return submission.View{}
 }
 
+// get returns the submission as GET shows it, without waiting.
+func (s *stack) get(t *testing.T, id string) submission.View {
+	t.Helper()
+	resp := s.do(t, http.MethodGet, "/api/v1/submissions/"+id, "", nil)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("GET submission %s = %d %s", id, resp.Status, resp.Body)
+	}
+	var view submission.View
+	if err := json.Unmarshal(resp.Body, &view); err != nil {
+		t.Fatalf("decode submission %s: %v", resp.Body, err)
+	}
+	return view
+}
+
+// waitStatus polls until the submission has the given status.
+func (s *stack) waitStatus(t *testing.T, id string, status submission.Status, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if s.get(t, id).Status == status {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("submission %s not %s within %s (status %s)", id, status, timeout, s.get(t, id).Status)
+}
+
 // run submits a request and waits for its result.
 func (s *stack) run(t *testing.T, req submission.Request) submission.View {
 	t.Helper()
@@ -275,4 +427,3 @@ func text(p *string) string {
 	}
 	return *p
 }
-

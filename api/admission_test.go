@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/runbox/runbox/internal/testenv"
+	"github.com/runbox/runbox/pkg/queue"
+)
+
+func TestAdmissionCountsUpToCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Redis container")
+	}
+	server := testenv.StartRedis(t)
+	opts, err := redis.ParseURL(server.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+
+	// Before the first task, the queue does not exist and counts as empty.
+	// The backlog is read once and then counted locally.
+	a := newAdmission(inspector, 3, time.Hour)
+	for i := 1; i <= 3; i++ {
+		if backlog, err := a.reserve(); err != nil || backlog != i {
+			t.Fatalf("reserve %d = %d, %v; want %d, nil", i, backlog, err, i)
+		}
+	}
+	if backlog, err := a.reserve(); !errors.Is(err, errQueueFull) || backlog != 3 {
+		t.Fatalf("reserve at the cap = %d, %v; want 3, queue full", backlog, err)
+	}
+	a.release()
+	if _, err := a.reserve(); err != nil {
+		t.Fatalf("reserve after a release = %v, want nil", err)
+	}
+	a.confirm()
+	if _, err := a.reserve(); !errors.Is(err, errQueueFull) {
+		t.Fatalf("reserve after a confirm = %v, want queue full", err)
+	}
+
+	// A new read counts the tasks in the queue.
+	client := asynq.NewClientFromRedisClient(rdb)
+	for range 2 {
+		if err := queue.Enqueue(context.Background(), client, uuid.NewString(), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := newAdmission(inspector, 3, time.Hour)
+	if backlog, err := fresh.reserve(); err != nil || backlog != 3 {
+		t.Fatalf("reserve beside 2 queued tasks = %d, %v; want 3, nil", backlog, err)
+	}
+	if _, err := fresh.reserve(); !errors.Is(err, errQueueFull) {
+		t.Fatalf("reserve beside 2 queued tasks and 1 reserved = %v, want queue full", err)
+	}
+}
+
+func TestAdmissionFailsWithoutRedis(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	a := newAdmission(asynq.NewInspectorFromRedisClient(rdb), 10, time.Hour)
+	_, err := a.reserve()
+	if err == nil || errors.Is(err, errQueueFull) {
+		t.Fatalf("reserve with Redis unreachable = %v, want a connection error", err)
+	}
+	if _, again := a.reserve(); again == nil {
+		t.Error("second reserve within the refresh interval succeeded, want the cached error")
+	}
+}
