@@ -47,7 +47,22 @@ func (r *report) describeMachine() {
 		"Docker engine: " + commandOutput("docker", "version", "-f", "{{.Server.Version}}"),
 		"Go: " + runtime.Version(),
 		"Redis: " + commandOutput("redis-server", "--version"),
+		"Load average at the start (1, 5, 15 min): " + loadAverage(),
 	}
+}
+
+// loadAverage returns the first three fields of /proc/loadavg, since other
+// work on the machine skews every figure.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], ", ")
 }
 
 func ms(d time.Duration) string {
