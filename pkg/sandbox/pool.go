@@ -49,7 +49,8 @@ func newPool(r *Runner, size int, idleTimeout time.Duration) *pool {
 }
 
 // acquire returns an idle container of the language set to the given
-// limits, or "" when none is ready, and starts refilling the pool.
+// limits, or "" when none is ready. The caller refills the pool after its
+// run, so that creating the next container does not slow this one.
 func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string, memoryMB, processes int) string {
 	p.mu.Lock()
 	lp := p.langs[lang.ID]
@@ -64,7 +65,6 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 	}
 	poolMemoryMB, poolProcesses := lp.memoryMB, lp.processes
 	p.mu.Unlock()
-	p.refill(lang.ID)
 	if id == "" {
 		return ""
 	}

@@ -221,8 +221,12 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		return nil, err
 	}
 	// The container goes in the background, so the result is not held up
-	// by its removal; Close waits for it.
+	// by its removal; Close waits for it. The pool is refilled after the
+	// run for the same reason.
 	defer r.removeLater(id, job.ID)
+	if r.pool != nil && !job.NoPool {
+		defer r.pool.refill(lang.ID)
+	}
 
 	result := &submission.Result{Stages: &submission.Stages{ContainerReadyAt: time.Now().UTC()}}
 	runStdin := job.Stdin
