@@ -44,3 +44,17 @@ clean:
 # Measures Runbox against `docker run --rm` and writes docs/benchmarks.md.
 bench: setup images
 	$(GO) run ./test/bench
+
+.PHONY: compose-images test-compose
+
+# Builds runbox/api and runbox/worker for docker-compose.yml and
+# deployments/kubernetes, and writes the language image archives that each
+# worker loads into its own engine (RUNBOX_ARCHIVE_DIR, default
+# /var/lib/runbox/images). LANGUAGES=python,bash limits the archives.
+compose-images: images build
+	deployments/scripts/compose-images.sh
+
+# Only the docker-compose tests (two Docker-in-Docker workers); `make test`
+# runs them too.
+test-compose: setup-test images
+	$(GO) test -count=1 -v -timeout 20m ./test/compose

@@ -54,6 +54,7 @@ func (s *server) routes() http.Handler {
 	r.Use(middleware.Recoverer)
 	r.Use(s.accessLog)
 	r.Get("/healthz", s.health)
+	r.Get("/metrics", s.metrics)
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/languages", s.listLanguages)
 		r.Post("/submissions", s.createSubmission)

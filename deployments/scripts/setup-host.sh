@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what Runbox needs on a Debian host: the Docker engine
 # and Redis from Debian's packages, plus, with --test, Chromium for the
-# browser test. Safe to run again: it installs only what is missing and
-# starts only what is not running.
+# browser test and docker-compose for test/compose. Safe to run again: it
+# installs only what is missing and starts only what is not running.
 set -euo pipefail
 
 want_test_tools=false
@@ -35,7 +35,7 @@ install_packages() {
 }
 
 packages=(docker.io redis-server debootstrap ca-certificates)
-$want_test_tools && packages+=(chromium)
+$want_test_tools && packages+=(chromium docker-compose)
 install_packages "${packages[@]}"
 
 # The Docker engine: started by hand where no init system runs it.

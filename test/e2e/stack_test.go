@@ -110,6 +110,9 @@ func startProcess(t *testing.T, name string, env []string) *process {
 	cmd := exec.Command(filepath.Join(binDir, "runbox-"+name))
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A test binary that dies on a timeout panic takes its programs along
+	// instead of leaving them running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start runbox-%s: %v", name, err)
 	}
