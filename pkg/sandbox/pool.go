@@ -122,7 +122,12 @@ func (p *pool) refill(langID string) {
 			if full || p.ctx.Err() != nil {
 				return
 			}
-			id, err := p.runner.startContainer(p.ctx, "", lp.lang, lp.memoryMB, lp.processes)
+			// A cancelled create can leave a container the engine made but
+			// never named to us, so creation is not cancelled on close.
+			// close waits for it instead, and the check below removes it.
+			createCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			id, err := p.runner.startContainer(createCtx, "", lp.lang, lp.memoryMB, lp.processes)
+			cancel()
 			if err != nil {
 				if p.ctx.Err() == nil {
 					p.runner.log.Warn("fill container pool", "language", langID, "error", err)
