@@ -59,6 +59,10 @@ func (s *server) routes() http.Handler {
 		r.Get("/languages", s.listLanguages)
 		r.Post("/submissions", s.createSubmission)
 		r.Get("/submissions/{id}", s.getSubmission)
+		r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, &submission.RequestError{Status: http.StatusMethodNotAllowed,
+				Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path})
+		})
 		r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, &submission.RequestError{Status: http.StatusNotFound,
 				Code: "not_found", Message: "no such API endpoint"})
@@ -215,8 +219,12 @@ func (s *server) failUnqueued(id string, cause error) {
 func (s *server) getSubmission(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	if _, err := uuid.Parse(id); err != nil {
+		shown := id
+		if len(shown) > 64 {
+			shown = shown[:64] + "..."
+		}
 		writeError(w, &submission.RequestError{Status: http.StatusNotFound, Code: "not_found",
-			Message: "no submission has the id " + strconv.Quote(id)})
+			Message: "no submission has the id " + strconv.Quote(shown) + "; ids are UUIDs"})
 		return
 	}
 	wait, reqErr := parseWait(r.URL.Query().Get("wait"))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,21 +255,28 @@ func (r *Runner) inspectExit(ctx context.Context, containerID, execID string, re
 	if res.ExitCode != 128+9 {
 		return nil
 	}
+	res.OOMKilled, err = r.oomKilled(ctx, containerID)
+	return err
+}
+
+// oomKilled stops the container and reports whether the kernel's OOM
+// killer ended one of its processes. The engine sets OOMKilled only when
+// the container stops, so it can run no further step afterwards.
+func (r *Runner) oomKilled(ctx context.Context, containerID string) (bool, error) {
 	if err := r.docker.ContainerKill(ctx, containerID, "KILL"); err != nil {
-		return platformError("stop container to read its OOM state", err)
+		return false, platformError("stop container to read its OOM state", err)
 	}
 	waitCh, errCh := r.docker.ContainerWait(ctx, containerID, container.WaitConditionNotRunning)
 	select {
 	case <-waitCh:
 	case err := <-errCh:
-		return platformError("wait for container to stop", err)
+		return false, platformError("wait for container to stop", err)
 	}
 	state, err := r.docker.ContainerInspect(ctx, containerID)
 	if err != nil {
-		return platformError("inspect container", err)
+		return false, platformError("inspect container", err)
 	}
-	res.OOMKilled = state.State != nil && state.State.OOMKilled
-	return nil
+	return state.State != nil && state.State.OOMKilled, nil
 }
 
 // RemoveSubmissionContainers removes every container labelled with the
@@ -288,8 +296,26 @@ func (r *Runner) RemoveSubmissionContainers(ctx context.Context, submissionID st
 
 // Sweep removes sandbox containers older than maxAge, which must exceed the
 // longest possible run. It returns how many it removed.
+//
+// An idle pool container, which has the runbox.pool label and no
+// submission name yet, may be kept by another worker on the same engine,
+// so it is removed only after twice the pool's idle timeout.
 func (r *Runner) Sweep(ctx context.Context, maxAge time.Duration) (int, error) {
 	return r.removeMatching(ctx, filters.NewArgs(filters.Arg("label", LabelSubmission)), maxAge)
+}
+
+// minAgeToSweep returns how old a container must be before Sweep removes it.
+func (r *Runner) minAgeToSweep(c container.Summary, maxAge time.Duration) time.Duration {
+	idlePool := c.Labels[LabelPool] != ""
+	for _, name := range c.Names {
+		if strings.HasPrefix(name, "/"+submissionContainerName("")) {
+			idlePool = false
+		}
+	}
+	if idlePool {
+		return max(maxAge, 2*r.config.PoolIdleTimeout)
+	}
+	return maxAge
 }
 
 func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge time.Duration) (int, error) {
@@ -300,8 +326,11 @@ func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge 
 	removed := 0
 	for _, c := range list {
 		age := time.Since(time.Unix(c.Created, 0))
-		if age < minAge || (r.pool != nil && r.pool.owns(c.ID)) {
-			continue
+		if minAge > 0 {
+			minAge := r.minAgeToSweep(c, minAge)
+			if age < minAge || (r.pool != nil && r.pool.owns(c.ID)) {
+				continue
+			}
 		}
 		err := r.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil {

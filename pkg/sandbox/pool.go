@@ -60,8 +60,10 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 	}
 	lp.lastUsed = time.Now()
 	var id string
-	if n := len(lp.idle); n > 0 {
-		id, lp.idle = lp.idle[n-1], lp.idle[:n-1]
+	// The oldest container goes first, so no idle container ages while the
+	// language is in use.
+	if len(lp.idle) > 0 {
+		id, lp.idle = lp.idle[0], lp.idle[1:]
 	}
 	poolMemoryMB, poolProcesses := lp.memoryMB, lp.processes
 	p.mu.Unlock()

@@ -213,10 +213,13 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	limits := job.Limits
 	compileMemoryMB := r.compileMemoryMB(lang)
 	startMemoryMB := limits.MemoryMB
+	startProcesses := limits.Processes
 	if lang.Compile != "" {
+		// The compiler runs under its own limits, not the program's.
 		startMemoryMB = max(limits.MemoryMB, compileMemoryMB)
+		startProcesses = max(limits.Processes, submission.DefaultLimits.Processes)
 	}
-	id, err := r.container(ctx, job, startMemoryMB)
+	id, err := r.container(ctx, job, startMemoryMB, startProcesses)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +238,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		runStdin = job.Source + job.Stdin
 		runScript = runCommand(lang, limits, writeSource(lang, len(job.Source)))
 	} else {
-		done, err := r.compile(ctx, id, job, compileMemoryMB, result)
+		done, err := r.compile(ctx, id, job, startMemoryMB, startProcesses, result)
 		if err != nil || done {
 			return result, err
 		}
@@ -269,19 +272,19 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 
 // container returns a started container for the job: a ready one from the
 // pool, or a new one.
-func (r *Runner) container(ctx context.Context, job Job, memoryMB int) (string, error) {
+func (r *Runner) container(ctx context.Context, job Job, memoryMB, processes int) (string, error) {
 	if r.pool != nil && !job.NoPool {
-		id := r.pool.acquire(ctx, job.Language, job.ID, memoryMB, job.Limits.Processes)
+		id := r.pool.acquire(ctx, job.Language, job.ID, memoryMB, processes)
 		if id != "" {
 			return id, nil
 		}
 	}
-	return r.startContainer(ctx, job.ID, job.Language, memoryMB, job.Limits.Processes)
+	return r.startContainer(ctx, job.ID, job.Language, memoryMB, processes)
 }
 
 // compile runs the compile step. It returns done=true when the result is
 // final because compilation failed.
-func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB int, result *submission.Result) (bool, error) {
+func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB, processes int, result *submission.Result) (bool, error) {
 	lang := job.Language
 	timeLimit := r.compileTime(lang)
 	script := writeSource(lang, len(job.Source)) + " && " + lang.Compile
@@ -298,19 +301,27 @@ func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB int, 
 	}
 	result.CompileOutput, _ = res.stdout.Bytes()
 	result.CompileTimeMS = res.elapsed.Milliseconds()
+	if res.ExitCode != 0 && !res.TimedOut && !res.OutputExceeded && !res.OOMKilled {
+		// A compiler whose child was killed for memory exits with its own
+		// status, so the engine's OOM report is read for any failure.
+		if res.OOMKilled, err = r.oomKilled(ctx, id); err != nil {
+			return true, err
+		}
+	}
 	if message := compileVerdict(res.outcome, timeLimit, memoryMB); message != "" {
 		result.Verdict = submission.VerdictCompileError
 		result.Message = message
 		result.Stdout, result.Stderr = []byte{}, []byte{}
 		return true, nil
 	}
-	if memoryMB != job.Limits.MemoryMB {
+	if memoryMB != job.Limits.MemoryMB || processes != job.Limits.Processes {
 		bytes := int64(job.Limits.MemoryMB) << 20
+		pids := int64(job.Limits.Processes + containerProcesses)
 		_, err := r.docker.ContainerUpdate(ctx, id, container.UpdateConfig{
-			Resources: container.Resources{Memory: bytes, MemorySwap: bytes},
+			Resources: container.Resources{Memory: bytes, MemorySwap: bytes, PidsLimit: &pids},
 		})
 		if err != nil {
-			return true, platformError("lower memory limit after compiling", err)
+			return true, platformError("set the program's limits after compiling", err)
 		}
 	}
 	return false, nil

@@ -220,3 +220,30 @@ func TestPoolAppliesJobLimits(t *testing.T) {
 			res.Verdict, res.Message)
 	}
 }
+
+func TestCompileUsesItsOwnLimits(t *testing.T) {
+	runner := newRunner(t)
+	limits := submission.DefaultLimits
+	limits.Processes = 8
+	res := run(t, runner, sandbox.Job{Language: language(t, "go"), Limits: limits,
+		Source: "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"built\") }\n"})
+	if res.Verdict != submission.VerdictOK {
+		t.Fatalf("verdict = %s (%s), compile output %q; want the compiler to ignore the program's process limit",
+			res.Verdict, res.Message, res.CompileOutput)
+	}
+	if got := string(res.Stdout); got != "built\n" {
+		t.Errorf("stdout = %q, want %q", got, "built\n")
+	}
+}
+
+func TestCompileOutOfMemoryIsNamed(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "c"),
+		Source: "#include \"/dev/zero\"\nint main(void) { return 0; }\n"})
+	if res.Verdict != submission.VerdictCompileError {
+		t.Fatalf("verdict = %s (%s), want compile_error", res.Verdict, res.Message)
+	}
+	if !strings.Contains(res.Message, "memory limit") && !strings.Contains(res.Message, "took longer") {
+		t.Errorf("message %q names neither the memory nor the time limit", res.Message)
+	}
+}

@@ -175,6 +175,12 @@ func (p Policy) decodeError(err error) *RequestError {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return &RequestError{
+			Status:  http.StatusBadRequest,
+			Code:    "malformed_json",
+			Message: "the body must be a JSON object with language and source, not a JSON " + typeErr.Value,
+		}
 	case errors.As(err, &typeErr):
 		field := typeErr.Field
 		e := invalidField(field, "%s must be %s, not a JSON %s",

@@ -33,6 +33,8 @@ func TestValidateRejects(t *testing.T) {
 		wantInMsg  string
 	}{
 		{"empty body", ``, 400, "", "empty"},
+		{"array body", `[]`, 400, "", "JSON object"},
+		{"string body", `"python"`, 400, "", "JSON object"},
 		{"malformed json", `{"language": "python",`, 400, "", "ends in the middle"},
 		{"syntax error", `{"language" "python"}`, 400, "", "not valid JSON"},
 		{"trailing garbage", `{"language":"python","source":"print(1)"} trailing`, 400, "", "more data"},
