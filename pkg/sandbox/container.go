@@ -82,9 +82,17 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 			NanoCPUs:   r.config.NanoCPUs,
 		},
 	}
-	created, err := r.docker.ContainerCreate(ctx, config, host, nil, nil, name)
+	// A create cancelled in flight can leave a container that the engine
+	// made but never reported, so it runs to its end and is removed after.
+	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	created, err := r.docker.ContainerCreate(createCtx, config, host, nil, nil, name)
+	cancel()
 	if err != nil {
 		return "", platformError("create container from "+config.Image, err)
+	}
+	if ctx.Err() != nil {
+		r.removeLater(created.ID, jobID)
+		return "", ctx.Err()
 	}
 	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		r.removeContainer(created.ID, jobID)
