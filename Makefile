@@ -34,9 +34,11 @@ run: setup images build
 test: setup-test images
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -p 1 -timeout 60m ./...
 
-# Unit tests only; they need no engine.
+# Tests that need neither a Docker engine nor Redis: request validation,
+# verdict mapping, the page and the Kubernetes manifests.
 test-unit:
-	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 ./pkg/submission ./web ./deployments/kubernetes
+	$(GO) test -count=1 -run 'Verdict|CappedBuffer' ./pkg/sandbox
 
 clean:
 	rm -rf $(BIN)

@@ -34,7 +34,7 @@ install_packages() {
     || { tail -n 20 "$log_dir/apt.log" >&2; exit 1; }
 }
 
-packages=(docker.io redis-server debootstrap ca-certificates)
+packages=(docker.io redis-server debootstrap ca-certificates curl)
 $want_test_tools && packages+=(chromium docker-compose)
 install_packages "${packages[@]}"
 
