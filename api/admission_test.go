@@ -18,13 +18,7 @@ func TestAdmissionCountsUpToCap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Redis container")
 	}
-	server := testenv.StartRedis(t)
-	opts, err := redis.ParseURL(server.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.StartRedis(t).Client(t)
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 
 	// Before the first task, the queue does not exist and counts as empty.

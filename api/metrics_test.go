@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/runbox/runbox/internal/testenv"
 	"github.com/runbox/runbox/pkg/catalog"
@@ -50,13 +49,7 @@ func TestMetricsEndpointCountsQueue(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a Redis container")
 	}
-	server := testenv.StartRedis(t)
-	opts, err := redis.ParseURL(server.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.StartRedis(t).Client(t)
 	languages, err := catalog.Load()
 	if err != nil {
 		t.Fatal(err)

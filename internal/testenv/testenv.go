@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -97,6 +98,19 @@ func startRedis(t testing.TB, hostPort string) *Redis {
 		t.Fatalf("read redis port: %v", err)
 	}
 	return &Redis{Container: ctr, URL: "redis://127.0.0.1:" + port.Port() + "/0"}
+}
+
+// Client returns a go-redis client of the server, closed when the test
+// ends.
+func (r *Redis) Client(t testing.TB) *goredis.Client {
+	t.Helper()
+	opts, err := goredis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatalf("parse redis URL %q: %v", r.URL, err)
+	}
+	rdb := goredis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
 }
 
 // Docker returns a client of the local engine, closed when the test ends.

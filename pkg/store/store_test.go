@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/runbox/runbox/internal/testenv"
 	"github.com/runbox/runbox/pkg/store"
@@ -19,13 +18,7 @@ func newStore(t *testing.T) *store.Store {
 	if testing.Short() {
 		t.Skip("needs a Redis container")
 	}
-	server := testenv.StartRedis(t)
-	opts, err := redis.ParseURL(server.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.StartRedis(t).Client(t)
 	return store.New(rdb, time.Hour)
 }
 
