@@ -19,7 +19,7 @@ type languageView struct {
 	// Available is true when at least one live worker passed the language's
 	// self-test.
 	Available bool `json:"available"`
-	// Reason says why the language is not available.
+	// Reason explains why the language is not available.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -64,7 +64,7 @@ func availability(id string, workers []store.WorkerInfo) (bool, string, string) 
 	return false, "", strings.Join(reasons, "; ")
 }
 
-// health returns 200 while Redis answers and at least one live worker
+// health returns 200 while Redis is reachable and at least one live worker
 // reaches its Docker engine, and 503 with the reasons otherwise.
 func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

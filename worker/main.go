@@ -211,7 +211,7 @@ func retryDelay(base time.Duration) asynq.RetryDelayFunc {
 	}
 }
 
-// waitForEngine waits until the Docker engine answers, logging each failed
+// waitForEngine waits until the Docker engine is reachable, logging each failed
 // try, so a worker started next to its engine does not exit early.
 func waitForEngine(ctx context.Context, runner *sandbox.Runner, log *slog.Logger) error {
 	for attempt := 1; ; attempt++ {

@@ -168,18 +168,21 @@ func (w *worker) testLanguage(ctx context.Context, lang *catalog.Language) store
 	failed := func(format string, args ...any) store.LanguageStatus {
 		return store.LanguageStatus{State: store.LanguageFailed, Reason: fmt.Sprintf(format, args...)}
 	}
+
 	exists, err := w.runner.ImageExists(ctx, lang)
 	if err != nil {
-		return failed("cannot inspect image %s: %v", sandbox.ImageRef(lang), err)
+		return failed("inspect image %s failed: %v", sandbox.ImageRef(lang), err)
 	}
 	if !exists {
 		return failed("image %s is missing; build it with `make images LANGUAGES=%s`",
 			sandbox.ImageRef(lang), lang.ID)
 	}
+
 	version, err := w.runner.Version(ctx, lang)
 	if err != nil {
 		return failed("version check failed: %v", err)
 	}
+
 	limits := submission.DefaultLimits
 	limits.TimeMS = max(lang.Limits.TimeMS, 10_000)
 	limits.CPUTimeMS = limits.TimeMS
@@ -193,8 +196,9 @@ func (w *worker) testLanguage(ctx context.Context, lang *catalog.Language) store
 		NoPool:   true,
 	})
 	if err != nil {
-		return failed("sample could not run: %v", err)
+		return failed("sample run failed: %v", err)
 	}
+
 	if result.Verdict != submission.VerdictOK {
 		detail := string(result.CompileOutput) + string(result.Stderr)
 		return failed("sample ended with %s (%s): %s", result.Verdict, result.Message,

@@ -17,7 +17,7 @@ for _ in $(seq 1 50); do
   curl -fsS "http://$RUNBOX_HTTP_ADDR/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
-# A healthy answer may come from another instance on the same address.
+# A healthy response may come from another instance on the same address.
 if ! kill -0 "$api" 2>/dev/null; then
   echo "run: the API exited; is $RUNBOX_HTTP_ADDR in use? Set RUNBOX_HTTP_ADDR to another address." >&2
   exit 1

@@ -1,6 +1,6 @@
-// Package catalog loads the language catalogue: one declarative YAML file
-// that says, per language, which image runs it, where the source goes, how
-// it is compiled and run, and which sample the web page offers.
+// Package catalog loads the language catalogue, one declarative YAML file.
+// For each language it names the image, the source file name, the compile
+// and run commands, and the sample the web page offers.
 //
 // The file is embedded in the binaries (languages.yaml beside this file) and
 // can be replaced at run time through RUNBOX_LANGUAGES_FILE. Go code never

@@ -117,9 +117,9 @@ func ParseRedis(url string) (Redis, error) {
 	}, nil
 }
 
-// NewLogger returns a JSON or text slog logger at the level named by
-// RUNBOX_LOG_LEVEL (debug, info, warn, error; default info) in the format
-// named by RUNBOX_LOG_FORMAT (text or json; default text).
+// NewLogger returns a slog logger on stderr. RUNBOX_LOG_LEVEL sets its
+// level (debug, info, warn or error, default info), and RUNBOX_LOG_FORMAT
+// its format (text or json, default text).
 func NewLogger(env *Env, program string) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(env.String("RUNBOX_LOG_LEVEL", "info"))); err != nil {

@@ -34,6 +34,30 @@ const containerProcesses = 3
 // startContainer creates and starts the sandbox container for a job and
 // returns its id. The container is removed again if it cannot be started.
 func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog.Language, memoryMB, processes int) (string, error) {
+	config, host, name := r.containerSpec(jobID, lang, memoryMB, processes)
+
+	// A create cancelled in flight can leave a container that the engine
+	// made but never reported, so it runs to its end and is removed after.
+	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	created, err := r.docker.ContainerCreate(createCtx, config, host, nil, nil, name)
+	cancel()
+	if err != nil {
+		return "", platformError("create container from "+config.Image, err)
+	}
+	if ctx.Err() != nil {
+		r.removeLater(created.ID, jobID)
+		return "", ctx.Err()
+	}
+	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		r.removeContainer(created.ID, jobID)
+		return "", platformError("start container", err)
+	}
+	return created.ID, nil
+}
+
+// containerSpec returns the configuration and name of a sandbox container.
+// An empty jobID makes an unnamed pool container.
+func (r *Runner) containerSpec(jobID string, lang *catalog.Language, memoryMB, processes int) (*container.Config, *container.HostConfig, string) {
 	initProcess := true
 	// The init process, sleep and the step's shell count too.
 	pids := int64(processes + containerProcesses)
@@ -43,6 +67,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 		return fmt.Sprintf("rw,%snosuid,nodev,size=%dm,uid=%s,gid=%s,mode=0700",
 			extra, sizeMB, uid, gid)
 	}
+
 	labels := map[string]string{LabelSubmission: jobID, LabelWorker: r.config.WorkerName}
 	name := submissionContainerName(jobID) + "-" + randomSuffix()
 	if jobID == "" {
@@ -50,6 +75,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 		labels[LabelPool] = lang.ID
 		name = ""
 	}
+
 	config := &container.Config{
 		Image: ImageRef(lang),
 		Cmd:   []string{"sleep", "infinity"},
@@ -62,6 +88,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 		NetworkDisabled: true,
 		Labels:          labels,
 	}
+
 	host := &container.HostConfig{
 		NetworkMode:    "none",
 		ReadonlyRootfs: true,
@@ -82,32 +109,16 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 			NanoCPUs:   r.config.NanoCPUs,
 		},
 	}
-	// A create cancelled in flight can leave a container that the engine
-	// made but never reported, so it runs to its end and is removed after.
-	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	created, err := r.docker.ContainerCreate(createCtx, config, host, nil, nil, name)
-	cancel()
-	if err != nil {
-		return "", platformError("create container from "+config.Image, err)
-	}
-	if ctx.Err() != nil {
-		r.removeLater(created.ID, jobID)
-		return "", ctx.Err()
-	}
-	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		r.removeContainer(created.ID, jobID)
-		return "", platformError("start container", err)
-	}
-	return created.ID, nil
+	return config, host, name
 }
 
+// splitUser splits "uid:gid"; a bare uid is used as the gid too.
 func splitUser(user string) (string, string, bool) {
-	for i := 0; i < len(user); i++ {
-		if user[i] == ':' {
-			return user[:i], user[i+1:], true
-		}
+	uid, gid, ok := strings.Cut(user, ":")
+	if !ok {
+		return user, user, false
 	}
-	return user, user, false
+	return uid, gid, true
 }
 
 // submissionContainerName is the name prefix of the containers that run a

@@ -3,14 +3,15 @@
 //
 // # Life of a run
 //
-// The runner creates a container from the language's image with no
-// network, a read-only root file system, tmpfs mounts at /box (the work
-// directory) and /tmp, an unprivileged user, no capabilities,
-// no-new-privileges, a memory limit without swap and a process limit. Its
-// main process is `sleep infinity` under the engine's init. The steps then
-// run as exec processes:
+// The runner creates a container from the language's image, or takes a
+// started one from the pool. The container has no network, a read-only
+// root file system and tmpfs mounts at /box (the work directory) and /tmp.
+// It drops every capability, sets no-new-privileges, and limits memory
+// (without swap) and processes. Its main process is `sleep infinity` under
+// the engine's init, run as user 10002. The steps then run as exec
+// processes of user 10001:
 //
-//  1. With a compile command: `head -c N > <source_file>; <compile>`, fed
+//  1. With a compile command: `head -c N > <source_file> && <compile>`, fed
 //     the source on stdin, under the compile time and memory limits.
 //  2. The run: `exec <run> "$@"` with the program arguments, fed the
 //     user's stdin (preceded by the source when there was no compile step,

@@ -51,9 +51,9 @@ redis.call('PUBLISH', 'runbox:status', ARGV[1])
 return 1
 `)
 
-// finishScript stores the result unless one is stored already; returns 1
-// when it stored it, 0 when the submission was done before, nil when the
-// key is missing.
+// finishScript stores the result unless one is stored already. It returns
+// 1 when it stored the result, 0 when the submission was done before, and
+// nil when the key is missing.
 // KEYS: submission hash, pending set.
 // ARGV: id, result JSON, finished_at ms, TTL seconds.
 var finishScript = redis.NewScript(`

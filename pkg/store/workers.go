@@ -65,7 +65,7 @@ func (s *Store) RemoveWorker(ctx context.Context, name string) error {
 }
 
 // Workers returns the records of the workers whose heartbeat is current and
-// forgets the names of those whose record has expired.
+// removes the names of those whose record has expired.
 func (s *Store) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	names, err := s.rdb.SMembers(ctx, workersKey).Result()
 	if err != nil {

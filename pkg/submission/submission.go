@@ -72,8 +72,8 @@ type Limits struct {
 	OpenFiles int `json:"open_files"`
 }
 
-// Submission is what Redis stores: the request, its effective limits and,
-// once the worker is done, the result.
+// Submission is the stored record of one request: the request, its
+// effective limits, its status and, once the worker is done, the result.
 type Submission struct {
 	ID       string   `json:"id"`
 	Language string   `json:"language"`

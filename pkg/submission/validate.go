@@ -100,7 +100,7 @@ func (p Policy) WithDefaults() Policy {
 
 // RequestError is a rejected request: the HTTP status, a machine-readable
 // code, the offending field (a JSON path such as "limits.time_ms") and a
-// message that says what is allowed.
+// message that states what is allowed.
 type RequestError struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`

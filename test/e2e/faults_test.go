@@ -5,7 +5,7 @@ package e2e
 // the queue's capacity. Each checks that every accepted submission still
 // ends with exactly one final result and that no sandbox container is left.
 // Tests that mostly wait, such as for Asynq to recover a killed worker's
-// task, run in parallel; those that measure time or load the engine do not.
+// task, run in parallel. Those that measure time or load the engine do not.
 
 import (
 	"bytes"

@@ -381,8 +381,8 @@ func TestBinaryOutputIsLossless(t *testing.T) {
 // engine has it registered.
 //
 // TODO: under runsc (Debian's 2022-12 build) the update call that lowers
-// the memory limit after compiling fails, and the output and compile limits
-// do not end the run; make those pass before running runsc by default.
+// the memory limit after compiling fails. The output and compile limits do
+// not end the run either. Make those pass before runsc runs by default.
 func sandboxRuntimes(t *testing.T) []string {
 	runtimes := []string{""}
 	if os.Getenv("RUNBOX_TEST_RUNSC") != "1" {

@@ -60,10 +60,10 @@ func program(t *testing.T, lang catalog.Language, name string) string {
 	return string(data)
 }
 
-// TestEveryLanguage checks each catalogue language through the API: the
-// self-test passes and reports a version, a program echoes a line of
-// stdin, a broken program gets the compiler's or interpreter's message,
-// and a non-zero exit is a runtime error with its status.
+// TestEveryLanguage checks each catalogue language through the API. The
+// self-test passes and reports a version, and a program echoes a line of
+// stdin. A broken program gets the compiler's or interpreter's message, and
+// a non-zero exit is a runtime error with its status.
 func TestEveryLanguage(t *testing.T) {
 	s := startStack(t, stackOptions{SelfTest: true, Env: []string{"RUNBOX_CONCURRENCY=2"}})
 	available := s.waitForLanguages(t, 10*time.Minute)
