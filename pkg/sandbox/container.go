@@ -4,18 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/runbox/runbox/pkg/catalog"
 )
@@ -24,16 +19,15 @@ import (
 // sets: nothing of the worker or the host reaches the program.
 var sandboxEnv = []string{"HOME=/box", "TMPDIR=/tmp", "LANG=C.UTF-8"}
 
-// supervisorUser runs the container's init process and its sleep.
-const supervisorUser = "10002:10002"
-
 // containerProcesses is how many processes a sandbox has besides the
-// program's own: the init process, its sleep and one exec's shell.
-const containerProcesses = 3
+// program's own: the init process and the bootstrap shell's helper while
+// it reads the job. The shell itself becomes the program.
+const containerProcesses = 2
 
-// startContainer creates and starts the sandbox container for a job and
-// returns its id. The container is removed again if it cannot be started.
-func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog.Language, memoryMB, processes int) (string, error) {
+// startContainer creates, attaches to and starts the sandbox container
+// for a job. Its main process then waits for the job on stdin. The
+// container is removed again if any step fails.
+func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog.Language, memoryMB, processes int) (*box, error) {
 	config, host, name := r.containerSpec(jobID, lang, memoryMB, processes)
 
 	// A create cancelled in flight can leave a container that the engine
@@ -42,24 +36,32 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 	created, err := r.docker.ContainerCreate(createCtx, config, host, nil, nil, name)
 	cancel()
 	if err != nil {
-		return "", platformError("create container from "+config.Image, err)
+		return nil, platformError("create container from "+config.Image, err)
 	}
 	if ctx.Err() != nil {
 		r.removeLater(created.ID, jobID)
-		return "", ctx.Err()
+		return nil, ctx.Err()
+	}
+	// Attaching before the start means no output can be missed.
+	attach, err := r.docker.ContainerAttach(ctx, created.ID, container.AttachOptions{
+		Stream: true, Stdin: true, Stdout: true, Stderr: true,
+	})
+	if err != nil {
+		r.removeLater(created.ID, jobID)
+		return nil, platformError("attach to container", err)
 	}
 	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		attach.Close()
 		r.removeContainer(created.ID, jobID)
-		return "", platformError("start container", err)
+		return nil, platformError("start container", err)
 	}
-	return created.ID, nil
+	return &box{id: created.ID, attach: attach}, nil
 }
 
 // containerSpec returns the configuration and name of a sandbox container.
 // An empty jobID makes an unnamed pool container.
 func (r *Runner) containerSpec(jobID string, lang *catalog.Language, memoryMB, processes int) (*container.Config, *container.HostConfig, string) {
 	initProcess := true
-	// The init process, sleep and the step's shell count too.
 	pids := int64(processes + containerProcesses)
 	memory := int64(memoryMB) << 20
 	uid, gid, _ := splitUser(r.config.User)
@@ -78,13 +80,17 @@ func (r *Runner) containerSpec(jobID string, lang *catalog.Language, memoryMB, p
 
 	config := &container.Config{
 		Image: ImageRef(lang),
-		Cmd:   []string{"sleep", "infinity"},
-		// The init process and its sleep run as another unprivileged user
-		// than the program, so the program can neither signal nor ptrace
-		// them.
-		User:            supervisorUser,
+		Cmd:   []string{"/bin/sh", "-c", bootstrapScript},
+		User:  r.config.User,
+		// Stdin stays open for the one attached client, the worker, and
+		// closes when it disconnects, which ends an unused container.
+		OpenStdin:       true,
+		StdinOnce:       true,
+		AttachStdin:     true,
+		AttachStdout:    true,
+		AttachStderr:    true,
 		WorkingDir:      "/box",
-		Env:             sandboxEnv,
+		Env:             append(append([]string{}, sandboxEnv...), lang.Env...),
 		NetworkDisabled: true,
 		Labels:          labels,
 	}
@@ -93,7 +99,7 @@ func (r *Runner) containerSpec(jobID string, lang *catalog.Language, memoryMB, p
 		NetworkMode:    "none",
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
+		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + r.seccomp},
 		Init:           &initProcess,
 		IpcMode:        "private",
 		Runtime:        r.config.Runtime,
@@ -156,146 +162,6 @@ func (r *Runner) removeContainer(id, jobID string) {
 
 func shortID(id string) string {
 	return id[:min(12, len(id))]
-}
-
-// execStep is one process run inside the sandbox.
-type execStep struct {
-	cmd         []string
-	stdin       string
-	timeout     time.Duration
-	outputLimit int
-	// env is added to the sandbox environment, as NAME=value entries.
-	env []string
-	// mergeOutput sends stderr into the stdout buffer, for compiler output.
-	mergeOutput bool
-}
-
-// execResult is the outcome and output of one step.
-type execResult struct {
-	outcome
-	stdout  *cappedBuffer
-	stderr  *cappedBuffer
-	elapsed time.Duration
-}
-
-// exec runs one step and waits for it to end, for its time limit, or for
-// its output to pass the cap. The last two kill the container, so no step
-// may follow them.
-func (r *Runner) exec(ctx context.Context, containerID string, step execStep) (*execResult, error) {
-	created, err := r.docker.ContainerExecCreate(ctx, containerID, container.ExecOptions{
-		Cmd:          step.cmd,
-		AttachStdin:  true,
-		AttachStdout: true,
-		AttachStderr: true,
-		WorkingDir:   "/box",
-		Env:          step.env,
-		User:         r.config.User,
-	})
-	if err != nil {
-		return nil, platformError("create exec", err)
-	}
-
-	var killOnce sync.Once
-	var killed, timedOut, exceeded atomic.Bool
-	kill := func() {
-		killOnce.Do(func() {
-			killed.Store(true)
-			killCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := r.docker.ContainerKill(killCtx, containerID, "KILL"); err != nil {
-				r.log.Warn("kill sandbox container", "container", shortID(containerID), "error", err)
-			}
-		})
-	}
-	res := &execResult{}
-	// The kill runs apart from the stream copy, which must keep draining:
-	// the engine finishes a kill only after the exec's output is consumed.
-	overflow := func() { exceeded.Store(true); go kill() }
-	res.stdout = newCappedBuffer(step.outputLimit, overflow)
-	res.stderr = res.stdout
-	if !step.mergeOutput {
-		res.stderr = newCappedBuffer(step.outputLimit, overflow)
-	}
-
-	start := time.Now()
-	attach, err := r.docker.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return nil, platformError("attach exec", err)
-	}
-	defer attach.Close()
-
-	timer := time.AfterFunc(step.timeout, func() { timedOut.Store(true); kill() })
-	defer timer.Stop()
-	stopOnCancel := context.AfterFunc(ctx, kill)
-	defer stopOnCancel()
-
-	go func() {
-		// A program that exits without reading its stdin makes this write
-		// fail, which is expected and ignored.
-		if step.stdin != "" {
-			_, _ = io.WriteString(attach.Conn, step.stdin)
-		}
-		_ = attach.CloseWrite()
-	}()
-	_, copyErr := stdcopy.StdCopy(res.stdout, res.stderr, attach.Reader)
-	res.elapsed = time.Since(start)
-	timer.Stop()
-
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	res.TimedOut = timedOut.Load() && !exceeded.Load()
-	res.OutputExceeded = exceeded.Load()
-	if killed.Load() {
-		return res, nil
-	}
-	if copyErr != nil && !errors.Is(copyErr, io.EOF) {
-		return nil, platformError("read exec output", copyErr)
-	}
-	return res, r.inspectExit(ctx, containerID, created.ID, res)
-}
-
-// inspectExit fills in the exit code and, for an exit by SIGKILL the runner
-// did not cause, whether the kernel's OOM killer sent it. The engine sets
-// OOMKilled only when the container stops, so the container is stopped
-// first; it is removed right after anyway.
-func (r *Runner) inspectExit(ctx context.Context, containerID, execID string, res *execResult) error {
-	inspect, err := r.docker.ContainerExecInspect(ctx, execID)
-	if err != nil {
-		return platformError("inspect exec", err)
-	}
-	for i := 0; inspect.Running && i < 50; i++ {
-		time.Sleep(2 * time.Millisecond)
-		if inspect, err = r.docker.ContainerExecInspect(ctx, execID); err != nil {
-			return platformError("inspect exec", err)
-		}
-	}
-	res.ExitCode = inspect.ExitCode
-	if res.ExitCode != 128+9 {
-		return nil
-	}
-	res.OOMKilled, err = r.oomKilled(ctx, containerID)
-	return err
-}
-
-// oomKilled stops the container and reports whether the kernel's OOM
-// killer ended one of its processes. The engine sets OOMKilled only when
-// the container stops, so it can run no further step afterwards.
-func (r *Runner) oomKilled(ctx context.Context, containerID string) (bool, error) {
-	if err := r.docker.ContainerKill(ctx, containerID, "KILL"); err != nil {
-		return false, platformError("stop container to read its OOM state", err)
-	}
-	waitCh, errCh := r.docker.ContainerWait(ctx, containerID, container.WaitConditionNotRunning)
-	select {
-	case <-waitCh:
-	case err := <-errCh:
-		return false, platformError("wait for container to stop", err)
-	}
-	state, err := r.docker.ContainerInspect(ctx, containerID)
-	if err != nil {
-		return false, platformError("inspect container", err)
-	}
-	return state.State != nil && state.State.OOMKilled, nil
 }
 
 // RemoveSubmissionContainers removes every container labelled with the

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-
 	"github.com/runbox/runbox/pkg/catalog"
 )
 
@@ -35,7 +33,7 @@ type pool struct {
 // the same memory and process limits.
 type languagePool struct {
 	lang      *catalog.Language
-	idle      []string
+	idle      []*box
 	memoryMB  int
 	processes int
 	lastUsed  time.Time
@@ -49,9 +47,11 @@ func newPool(r *Runner, size int, idleTimeout time.Duration) *pool {
 }
 
 // acquire returns an idle container of the language set to the given
-// limits, or "" when none is ready. The caller refills the pool after its
-// run, so that creating the next container does not slow this one.
-func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string, memoryMB, processes int) string {
+// limits, or nil when none is ready. It renames the container after the
+// submission in the background, so a retry finds it, and closes the
+// returned channel when that is done. The caller refills the pool after
+// its run, so that creating the next container does not slow this one.
+func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string, memoryMB, processes int) (*box, <-chan struct{}) {
 	p.mu.Lock()
 	lp := p.langs[lang.ID]
 	if lp == nil {
@@ -59,43 +59,36 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 		p.langs[lang.ID] = lp
 	}
 	lp.lastUsed = time.Now()
-	var id string
+	sameLimits := memoryMB == lp.memoryMB && processes == lp.processes
+	var b *box
 	// The oldest container goes first, so no idle container ages while the
 	// language is in use.
-	if len(lp.idle) > 0 {
-		id, lp.idle = lp.idle[0], lp.idle[1:]
+	if len(lp.idle) > 0 && (sameLimits || p.runner.canUpdate()) {
+		b, lp.idle = lp.idle[0], lp.idle[1:]
 	}
-	poolMemoryMB, poolProcesses := lp.memoryMB, lp.processes
 	p.mu.Unlock()
-	if id == "" {
-		return ""
+	if b == nil {
+		return nil, nil
 	}
-	if err := p.prepare(ctx, id, jobID, memoryMB, processes, poolMemoryMB, poolProcesses); err != nil {
-		p.runner.log.Warn("pool container unusable; using a new one", "container", shortID(id),
-			"language", lang.ID, "error", err)
-		p.runner.removeLater(id, jobID)
-		return ""
+	if !sameLimits {
+		if err := p.runner.setLimits(ctx, b.id, memoryMB, processes); err != nil {
+			p.runner.log.Warn("set limits of a pool container; using a new one", "container", shortID(b.id),
+				"language", lang.ID, "error", err)
+			b.attach.Close()
+			p.runner.removeLater(b.id, jobID)
+			return nil, nil
+		}
 	}
-	return id
-}
-
-// prepare names the container after the submission, so a retry finds it,
-// and sets the job's limits when they differ from the pool's.
-func (p *pool) prepare(ctx context.Context, id, jobID string, memoryMB, processes, poolMemoryMB, poolProcesses int) error {
-	if err := p.runner.docker.ContainerRename(ctx, id, submissionContainerName(jobID)); err != nil {
-		return err
-	}
-	if memoryMB == poolMemoryMB && processes == poolProcesses {
-		return nil
-	}
-	memory := int64(memoryMB) << 20
-	pids := int64(processes + containerProcesses)
-	resources := container.Resources{PidsLimit: &pids}
-	if memoryMB != poolMemoryMB {
-		resources.Memory, resources.MemorySwap = memory, memory
-	}
-	_, err := p.runner.docker.ContainerUpdate(ctx, id, container.UpdateConfig{Resources: resources})
-	return err
+	renamed := make(chan struct{})
+	go func() {
+		defer close(renamed)
+		err := p.runner.docker.ContainerRename(context.WithoutCancel(ctx), b.id, submissionContainerName(jobID))
+		if err != nil {
+			p.runner.log.Warn("rename pool container after its submission", "container", shortID(b.id),
+				"submission", jobID, "error", err)
+		}
+	}()
+	return b, renamed
 }
 
 // refill tops up a language's idle containers in the background, one
@@ -128,7 +121,7 @@ func (p *pool) refill(langID string) {
 			// never named to us, so creation is not cancelled on close.
 			// close waits for it instead, and the check below removes it.
 			createCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			id, err := p.runner.startContainer(createCtx, "", lp.lang, lp.memoryMB, lp.processes)
+			b, err := p.runner.startContainer(createCtx, "", lp.lang, lp.memoryMB, lp.processes)
 			cancel()
 			if err != nil {
 				if p.ctx.Err() == nil {
@@ -139,10 +132,11 @@ func (p *pool) refill(langID string) {
 			p.mu.Lock()
 			if p.ctx.Err() != nil {
 				p.mu.Unlock()
-				p.runner.removeLater(id, "")
+				b.attach.Close()
+				p.runner.removeLater(b.id, "")
 				return
 			}
-			lp.idle = append(lp.idle, id)
+			lp.idle = append(lp.idle, b)
 			p.mu.Unlock()
 		}
 	}()
@@ -151,7 +145,7 @@ func (p *pool) refill(langID string) {
 // trim removes the idle containers of languages unused for idleTimeout.
 func (p *pool) trim(now time.Time) {
 	p.mu.Lock()
-	var stale []string
+	var stale []*box
 	for _, lp := range p.langs {
 		if now.Sub(lp.lastUsed) >= p.idleTimeout && !lp.filling {
 			stale = append(stale, lp.idle...)
@@ -159,8 +153,9 @@ func (p *pool) trim(now time.Time) {
 		}
 	}
 	p.mu.Unlock()
-	for _, id := range stale {
-		p.runner.removeLater(id, "")
+	for _, b := range stale {
+		b.attach.Close()
+		p.runner.removeLater(b.id, "")
 	}
 }
 
@@ -170,7 +165,7 @@ func (p *pool) owns(id string) bool {
 	defer p.mu.Unlock()
 	for _, lp := range p.langs {
 		for _, idle := range lp.idle {
-			if idle == id {
+			if idle.id == id {
 				return true
 			}
 		}

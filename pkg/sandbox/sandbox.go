@@ -7,20 +7,23 @@
 // started one from the pool. The container has no network, a read-only
 // root file system and tmpfs mounts at /box (the work directory) and /tmp.
 // It drops every capability, sets no-new-privileges, and limits memory
-// (without swap) and processes. Its main process is `sleep infinity` under
-// the engine's init, run as user 10002. The steps then run as exec
-// processes of user 10001:
+// (without swap) and processes. It runs as user 10001 under the engine's
+// init process, and its main process is a shell that reads its job from
+// the attached stdin: a short script, the source, and the program's stdin.
+// There is no exec step, which saves its engine round trips.
 //
-//  1. With a compile command: `head -c N > <source_file> && <compile>`, fed
-//     the source on stdin, under the compile time and memory limits.
-//  2. The run: `exec <run> "$@"` with the program arguments, fed the
-//     user's stdin (preceded by the source when there was no compile step,
-//     which then writes it first).
+// The script copies the source into the language's source file. For a
+// compiled language it then runs the compiler with its output on stdout,
+// prints a marker line with a per-job random nonce and the compiler's exit
+// status, and waits for a "go" line. The worker lowers the container's
+// limits to the program's before sending it. Finally the shell sets the
+// per-process limits with ulimit and replaces itself with the program.
 //
-// The source therefore enters through the exec's stdin before the program
-// starts, and output leaves through the attached streams: the worker never
-// touches a file the sandbox could have written. The container is
-// force-removed on every path.
+// The source therefore enters through stdin before the program starts, and
+// output leaves through the attached streams: the worker never touches a
+// file the sandbox could have written. The container stops when the
+// program exits, which also ends any process the program left behind, and
+// it is force-removed on every path.
 //
 // A time limit or an output cap is enforced by killing the whole container.
 // An exit by SIGKILL that the runner did not cause is checked against the
@@ -161,6 +164,8 @@ type Runner struct {
 	pool *pool
 	// removals counts containers being removed in the background.
 	removals sync.WaitGroup
+	// seccomp is the sandbox's seccomp profile as JSON.
+	seccomp string
 }
 
 // NewRunner returns a runner that uses docker with the given configuration.
@@ -169,7 +174,7 @@ func NewRunner(docker *client.Client, config Config, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Runner{docker: docker, config: config.withDefaults(), log: log}
+	r := &Runner{docker: docker, config: config.withDefaults(), log: log, seccomp: seccompProfile()}
 	if r.config.PoolSize > 0 {
 		r.pool = newPool(r, r.config.PoolSize, r.config.PoolIdleTimeout)
 	}
@@ -212,120 +217,119 @@ func ImageRef(lang *catalog.Language) string {
 func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	lang := job.Language
 	limits := job.Limits
-	compileMemoryMB := r.compileMemoryMB(lang)
 	startMemoryMB := limits.MemoryMB
 	startProcesses := limits.Processes
 	if lang.Compile != "" {
 		// The compiler runs under its own limits, not the program's.
-		startMemoryMB = max(limits.MemoryMB, compileMemoryMB)
+		startMemoryMB = max(limits.MemoryMB, r.compileMemoryMB(lang))
 		startProcesses = max(limits.Processes, submission.DefaultLimits.Processes)
+		if !r.canUpdate() {
+			// NOTE: without container updates the program keeps the
+			// compiler's memory and process limits.
+			limits.MemoryMB, limits.Processes = startMemoryMB, startProcesses
+		}
 	}
-	id, err := r.container(ctx, job, startMemoryMB, startProcesses)
+	b, renamed, err := r.container(ctx, job, startMemoryMB, startProcesses)
 	if err != nil {
 		return nil, err
 	}
 	// The container goes in the background, so the result is not held up
 	// by its removal; Close waits for it. The pool is refilled after the
 	// run for the same reason.
-	defer r.removeLater(id, job.ID)
+	defer r.removeLater(b.id, job.ID)
 	if r.pool != nil && !job.NoPool {
 		defer r.pool.refill(lang.ID)
 	}
+	// A pooled container is renamed after the submission while it runs;
+	// the rename finishes before the result is returned.
+	defer func() { <-renamed }()
 
 	result := &submission.Result{Stages: &submission.Stages{ContainerReadyAt: time.Now().UTC()}}
-	runStdin := job.Stdin
-	runScript := runCommand(lang, limits, "")
-	if lang.Compile == "" {
-		runStdin = job.Source + job.Stdin
-		runScript = runCommand(lang, limits, writeSource(lang, len(job.Source)))
-	} else {
-		done, err := r.compile(ctx, id, job, startMemoryMB, startProcesses, result)
-		if err != nil || done {
-			return result, err
-		}
-	}
-
+	nonce := newNonce()
 	timeLimit := time.Duration(limits.TimeMS) * time.Millisecond
 	outputLimit := limits.OutputKB << 10
-	step := execStep{
-		cmd:         append([]string{"/bin/sh", "-c", runScript, "runbox"}, job.Args...),
-		stdin:       runStdin,
-		env:         lang.Env,
-		timeout:     timeLimit,
-		outputLimit: outputLimit,
+	sj := sessionJob{
+		script:             jobScript(lang, limits, job.Args, len(job.Source), nonce),
+		nonce:              nonce,
+		source:             job.Source,
+		stdin:              job.Stdin,
+		compile:            lang.Compile != "",
+		compileTimeout:     r.compileTime(lang),
+		compileOutputLimit: r.config.CompileOutputLimit,
+		runTimeout:         timeLimit,
+		outputLimit:        outputLimit,
 	}
-	res, err := r.exec(ctx, id, step)
+	if sj.compile && r.canUpdate() && (startMemoryMB != limits.MemoryMB || startProcesses != limits.Processes) {
+		sj.beforeRun = func(ctx context.Context) error {
+			err := r.setLimits(ctx, b.id, limits.MemoryMB, limits.Processes)
+			if err != nil {
+				return platformError("set the program's limits after compiling", err)
+			}
+			return nil
+		}
+	}
+	res, err := r.session(ctx, b, sj)
 	if err != nil {
 		return nil, err
+	}
+
+	if sj.compile {
+		result.CompileOutput = res.compileOutput
+		if result.CompileOutput == nil {
+			result.CompileOutput = []byte{}
+		}
+		result.CompileTimeMS = res.compileTime.Milliseconds()
+		if !res.compiled {
+			result.Verdict = submission.VerdictCompileError
+			result.Message = compileVerdict(res.compileOutcome, sj.compileTimeout, startMemoryMB)
+			result.Stdout, result.Stderr = []byte{}, []byte{}
+			return result, nil
+		}
 	}
 	result.Stages.ExitedAt = time.Now().UTC()
 	result.Stdout, result.StdoutTruncated = res.stdout.Bytes()
 	result.Stderr, result.StderrTruncated = res.stderr.Bytes()
 	result.TimeMS = res.elapsed.Milliseconds()
-	if !res.TimedOut && !res.OutputExceeded {
-		exitCode := res.ExitCode
+	if !res.run.TimedOut && !res.run.OutputExceeded {
+		exitCode := res.run.ExitCode
 		result.ExitCode = &exitCode
 	}
-	result.Verdict, result.Message, result.Signal = runVerdict(res.outcome,
+	result.Verdict, result.Message, result.Signal = runVerdict(res.run,
 		timeLimit, limits.MemoryMB, outputLimit)
 	return result, nil
 }
 
 // container returns a started container for the job: a ready one from the
-// pool, or a new one.
-func (r *Runner) container(ctx context.Context, job Job, memoryMB, processes int) (string, error) {
+// pool, or a new one. The channel is closed once a pooled container has
+// its submission name.
+func (r *Runner) container(ctx context.Context, job Job, memoryMB, processes int) (*box, <-chan struct{}, error) {
 	if r.pool != nil && !job.NoPool {
-		id := r.pool.acquire(ctx, job.Language, job.ID, memoryMB, processes)
-		if id != "" {
-			return id, nil
+		if b, renamed := r.pool.acquire(ctx, job.Language, job.ID, memoryMB, processes); b != nil {
+			return b, renamed, nil
 		}
 	}
-	return r.startContainer(ctx, job.ID, job.Language, memoryMB, processes)
+	b, err := r.startContainer(ctx, job.ID, job.Language, memoryMB, processes)
+	done := make(chan struct{})
+	close(done)
+	return b, done, err
 }
 
-// compile runs the compile step. It returns done=true when the result is
-// final because compilation failed.
-func (r *Runner) compile(ctx context.Context, id string, job Job, memoryMB, processes int, result *submission.Result) (bool, error) {
-	lang := job.Language
-	timeLimit := r.compileTime(lang)
-	script := writeSource(lang, len(job.Source)) + " && " + lang.Compile
-	res, err := r.exec(ctx, id, execStep{
-		cmd:         []string{"/bin/sh", "-c", script},
-		stdin:       job.Source,
-		env:         lang.Env,
-		timeout:     timeLimit,
-		outputLimit: r.config.CompileOutputLimit,
-		mergeOutput: true,
+// canUpdate reports whether the runtime lets the engine change the limits
+// of a running container. NOTE: Debian's runsc (release 20221219) rejects
+// every update, so under runsc a pooled container serves only jobs with
+// its own limits.
+func (r *Runner) canUpdate() bool {
+	return r.config.Runtime != "runsc"
+}
+
+// setLimits changes the memory and process limits of a running container.
+func (r *Runner) setLimits(ctx context.Context, id string, memoryMB, processes int) error {
+	memory := int64(memoryMB) << 20
+	pids := int64(processes + containerProcesses)
+	_, err := r.docker.ContainerUpdate(ctx, id, container.UpdateConfig{
+		Resources: container.Resources{Memory: memory, MemorySwap: memory, PidsLimit: &pids},
 	})
-	if err != nil {
-		return true, err
-	}
-	result.CompileOutput, _ = res.stdout.Bytes()
-	result.CompileTimeMS = res.elapsed.Milliseconds()
-	if res.ExitCode != 0 && !res.TimedOut && !res.OutputExceeded && !res.OOMKilled {
-		// A compiler whose child was killed for memory exits with its own
-		// status, so the engine's OOM report is read for any failure.
-		if res.OOMKilled, err = r.oomKilled(ctx, id); err != nil {
-			return true, err
-		}
-	}
-	if message := compileVerdict(res.outcome, timeLimit, memoryMB); message != "" {
-		result.Verdict = submission.VerdictCompileError
-		result.Message = message
-		result.Stdout, result.Stderr = []byte{}, []byte{}
-		return true, nil
-	}
-	if memoryMB != job.Limits.MemoryMB || processes != job.Limits.Processes {
-		bytes := int64(job.Limits.MemoryMB) << 20
-		pids := int64(job.Limits.Processes + containerProcesses)
-		_, err := r.docker.ContainerUpdate(ctx, id, container.UpdateConfig{
-			Resources: container.Resources{Memory: bytes, MemorySwap: bytes, PidsLimit: &pids},
-		})
-		if err != nil {
-			return true, platformError("set the program's limits after compiling", err)
-		}
-	}
-	return false, nil
+	return err
 }
 
 func (r *Runner) compileTime(lang *catalog.Language) time.Duration {
@@ -342,54 +346,70 @@ func (r *Runner) compileMemoryMB(lang *catalog.Language) int {
 	return r.config.CompileMemoryMB
 }
 
-// writeSource returns the shell command that copies exactly size bytes of
-// stdin into the language's source file. GNU head reads no further than
-// that, so the rest of stdin stays for the program.
-func writeSource(lang *catalog.Language, size int) string {
-	return "head -c " + strconv.Itoa(size) + " > '" + lang.SourceFile + "'"
+// jobScript returns the shell script the bootstrap shell runs for a job.
+// It acknowledges the job, copies the source into the language's source
+// file and, for a compiled language, compiles it with the output on stdout
+// and prints the compile marker, then waits for the go line. The run sets
+// the per-process limits with ulimit, which lowers soft and hard limits
+// alike, so the program cannot raise them again. The program arguments are
+// single-quoted, so the shell never parses them.
+func jobScript(lang *catalog.Language, limits submission.Limits, args []string, sourceSize int, nonce string) string {
+	var b strings.Builder
+	b.WriteString(ackCommand(nonce) + "\n")
+	writeSource := "head -c " + strconv.Itoa(sourceSize) + " > " + shellQuote(lang.SourceFile)
+	if lang.Compile != "" {
+		// The compiler must not read stdin, which holds the go line and
+		// the program's stdin after it.
+		fmt.Fprintf(&b, "{ %s && { %s\n} </dev/null; } 2>&1\n", writeSource, lang.Compile)
+		b.WriteString(compileMarkerCommand(nonce) + "\n")
+		b.WriteString("IFS= read -r go || exit 125\n")
+	} else {
+		b.WriteString(writeSource + " || exit 125\n")
+	}
+	cpuSeconds := (limits.CPUTimeMS + 999) / 1000
+	// dash counts the file size limit in 512-byte blocks and takes one
+	// limit per ulimit call. The CPU hard limit is one second above the
+	// soft one, so the kernel sends SIGXCPU (reported as a time limit)
+	// before its SIGKILL.
+	fmt.Fprintf(&b, "ulimit -S -t %d && ulimit -H -t %d && ulimit -f %d && ulimit -n %d || exit 125\n",
+		cpuSeconds, cpuSeconds+1, limits.FileSizeKB*2, limits.OpenFiles)
+	b.WriteString("set --")
+	for _, arg := range args {
+		b.WriteString(" " + shellQuote(arg))
+	}
+	b.WriteString("\nexec " + lang.Run + ` "$@"` + "\n")
+	return b.String()
 }
 
-// runCommand returns the shell script of the run step. It sets the
-// per-process limits with ulimit, which lowers soft and hard limits alike,
-// so the program cannot raise them again. The program arguments follow as
-// "$@" and are never parsed by the shell.
-func runCommand(lang *catalog.Language, limits submission.Limits, prelude string) string {
-	cpuSeconds := (limits.CPUTimeMS + 999) / 1000
-	// dash counts the file size limit in 512-byte blocks.
-	fileBlocks := limits.FileSizeKB * 2
-	// dash takes one limit per ulimit call. The CPU hard limit is one second
-	// above the soft one, so the kernel sends SIGXCPU (reported as a time
-	// limit) before its SIGKILL.
-	script := fmt.Sprintf("ulimit -S -t %d && ulimit -H -t %d && ulimit -f %d && ulimit -n %d && ",
-		cpuSeconds, cpuSeconds+1, fileBlocks, limits.OpenFiles)
-	if prelude != "" {
-		script += prelude + " && "
-	}
-	return script + "exec " + lang.Run + ` "$@"`
+// shellQuote quotes s as one word for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Version runs the language's version command in a sandbox and returns
 // the version it reports.
 func (r *Runner) Version(ctx context.Context, lang *catalog.Language) (string, error) {
-	id, err := r.startContainer(ctx, "version-"+lang.ID, lang, r.compileMemoryMB(lang),
+	jobID := "version-" + lang.ID
+	b, err := r.startContainer(ctx, jobID, lang, r.compileMemoryMB(lang),
 		submission.DefaultLimits.Processes)
 	if err != nil {
 		return "", err
 	}
-	defer r.removeLater(id, "version-"+lang.ID)
-	res, err := r.exec(ctx, id, execStep{
-		cmd:         []string{"/bin/sh", "-c", lang.Version},
-		timeout:     r.compileTime(lang),
+	defer r.removeLater(b.id, jobID)
+	nonce := newNonce()
+	res, err := r.session(ctx, b, sessionJob{
+		script:      ackCommand(nonce) + "\nexec 2>&1\n" + lang.Version + "\n",
+		nonce:       nonce,
+		runTimeout:  r.compileTime(lang),
 		outputLimit: 4096,
-		mergeOutput: true,
 	})
 	if err != nil {
 		return "", err
 	}
 	output, _ := res.stdout.Bytes()
-	if res.ExitCode != 0 || res.TimedOut {
+	if res.run.ExitCode != 0 || res.run.TimedOut {
 		return "", fmt.Errorf("version command %q exited with status %d: %s",
-			lang.Version, res.ExitCode, strings.TrimSpace(string(output)))
+			lang.Version, res.run.ExitCode, strings.TrimSpace(string(output)))
 	}
 	version := lang.ParseVersion(string(output))
 	if version == "" {

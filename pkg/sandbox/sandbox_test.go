@@ -247,3 +247,48 @@ func TestCompileOutOfMemoryIsNamed(t *testing.T) {
 		t.Errorf("message %q names neither the memory nor the time limit", res.Message)
 	}
 }
+
+func TestRunEndsBackgroundChildren(t *testing.T) {
+	runner := newRunner(t)
+	start := time.Now()
+	res := run(t, runner, sandbox.Job{Language: language(t, "bash"),
+		Source: "sleep 60 &\necho started\n"})
+	if res.Verdict != submission.VerdictOK {
+		t.Fatalf("verdict = %s (%s), want ok", res.Verdict, res.Message)
+	}
+	if got := string(res.Stdout); got != "started\n" {
+		t.Errorf("stdout = %q, want %q", got, "started\n")
+	}
+	// The child keeps stdout open, so the run ends only because the
+	// container stops with its main process.
+	if elapsed := time.Since(start); elapsed > 20*time.Second {
+		t.Errorf("run took %s; the background sleep outlived the program", elapsed)
+	}
+}
+
+func TestCompileOutputStaysApart(t *testing.T) {
+	runner := newRunner(t)
+	src := "#include <stdio.h>\nint main(void) { int unused; printf(\"out\\n\"); fprintf(stderr, \"err\\n\"); return 0; }\n"
+	res := run(t, runner, sandbox.Job{Language: language(t, "c"), Source: src})
+	if res.Verdict != submission.VerdictOK {
+		t.Fatalf("verdict = %s (%s), compile output %q", res.Verdict, res.Message, res.CompileOutput)
+	}
+	if got := string(res.Stdout); got != "out\n" {
+		t.Errorf("stdout = %q, want %q", got, "out\n")
+	}
+	if got := string(res.Stderr); got != "err\n" {
+		t.Errorf("stderr = %q, want %q", got, "err\n")
+	}
+	if strings.Contains(string(res.CompileOutput), "out") {
+		t.Errorf("compile output %q contains the program's output", res.CompileOutput)
+	}
+}
+
+func TestCompileReadsNoStdin(t *testing.T) {
+	runner := newRunner(t)
+	src := "#include <stdio.h>\nint main(void) { char b[64]; if (fgets(b, sizeof b, stdin)) fputs(b, stdout); return 0; }\n"
+	res := run(t, runner, sandbox.Job{Language: language(t, "c"), Source: src, Stdin: "go\nsecond line\n"})
+	if got := string(res.Stdout); got != "go\n" {
+		t.Errorf("stdout = %q, want the first stdin line %q", got, "go\n")
+	}
+}
