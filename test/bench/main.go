@@ -7,7 +7,10 @@
 //   - the baseline: `docker run --rm runbox/python python3 -c ...`, one at a
 //     time, and a loop of them at the worker's parallelism;
 //   - Runbox end to end, one submission at a time, from POST to the result
-//     being visible to a long-polling client, split by stage;
+//     being visible to a long-polling client, split by stage. Both
+//     one-at-a-time series pause before each run (-pause), because a
+//     single user's latency is measured with a refilled pool; the
+//     throughput runs below have no pauses;
 //   - sustained throughput at increasing arrival rates;
 //   - a burst of 1000 submissions.
 //
@@ -29,6 +32,8 @@ func main() {
 	baselineRuns := flag.Int("baseline", 20, "docker run --rm repetitions of the baseline")
 	parallel := flag.Int("parallel", 2, "worker concurrency and baseline loop parallelism")
 	burst := flag.Int("burst", 1000, "submissions in the burst")
+	pause := flag.Duration("pause", 500*time.Millisecond,
+		"pause before each one-at-a-time run, baseline and Runbox alike, long enough for the pool to replace the container the last run used")
 	rateSeconds := flag.Duration("rate-duration", 10*time.Second, "how long each arrival rate lasts")
 	out := flag.String("out", "docs/benchmarks.md", "report file; empty prints only")
 	flag.Parse()
@@ -43,17 +48,17 @@ func main() {
 	}
 	defer env.stop()
 
-	report := &report{Parallel: *parallel, Started: time.Now().UTC()}
+	report := &report{Parallel: *parallel, Pause: *pause, Started: time.Now().UTC()}
 	report.describeMachine()
 
 	log.Printf("baseline: %d x docker run --rm %s", *baselineRuns, pythonImage)
-	report.Baseline = measureBaseline(*baselineRuns)
+	report.Baseline = measureBaseline(*baselineRuns, *pause)
 	report.BaselineThroughput = measureBaselineThroughput(*parallel, 10*(*parallel))
 
 	log.Printf("warming up")
 	env.warmUp(10)
 	log.Printf("runbox sequential: %d submissions", *sequential)
-	report.Sequential, report.Stages = env.measureSequential(*sequential)
+	report.Sequential, report.Stages = env.measureSequential(*sequential, *pause)
 	report.APIRSS, report.WorkerRSS = env.rss()
 
 	for _, rate := range []float64{2, 4, 8, 16} {

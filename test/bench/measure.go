@@ -35,13 +35,15 @@ func dockerRunOnce() (time.Duration, error) {
 	return time.Since(start), err
 }
 
-// measureBaseline times `docker run --rm` of the Python image, sequentially.
-func measureBaseline(n int) latencies {
+// measureBaseline times `docker run --rm` of the Python image, one at a
+// time with a pause before each.
+func measureBaseline(n int, pause time.Duration) latencies {
 	if _, err := dockerRunOnce(); err != nil {
 		log.Fatalf("baseline docker run of %s: %v", pythonImage, err)
 	}
 	var out latencies
 	for i := 0; i < n; i++ {
+		time.Sleep(pause)
 		d, err := dockerRunOnce()
 		if err != nil {
 			log.Fatalf("baseline docker run: %v", err)
@@ -77,12 +79,14 @@ type stageLatencies struct {
 	Accepted, PickedUp, ContainerReady, Exited, Stored, Visible latencies
 }
 
-// measureSequential submits one hello world at a time and records the time
-// from POST to each stage, and to the result being visible to the client.
-func (e *environment) measureSequential(n int) (latencies, stageLatencies) {
+// measureSequential submits one hello world at a time, with a pause before
+// each, and records the time from POST to each stage, and to the result
+// being visible to the client.
+func (e *environment) measureSequential(n int, pause time.Duration) (latencies, stageLatencies) {
 	var total latencies
 	var stages stageLatencies
 	for i := 0; i < n; i++ {
+		time.Sleep(pause)
 		start := time.Now()
 		id, status, err := e.submit(helloRequest)
 		if err != nil || id == "" {
