@@ -20,8 +20,7 @@ import (
 var sandboxEnv = []string{"HOME=/box", "TMPDIR=/tmp", "LANG=C.UTF-8"}
 
 // containerProcesses is how many processes a sandbox has besides the
-// program's own: the init process and the bootstrap shell's helper while
-// it reads the job. The shell itself becomes the program.
+// program's own: the init process and the shell that runs the job.
 const containerProcesses = 2
 
 // startContainer creates, attaches to and starts the sandbox container

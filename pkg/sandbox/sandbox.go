@@ -17,13 +17,13 @@
 // prints a marker line with a per-job random nonce and the compiler's exit
 // status, and waits for a "go" line. The worker lowers the container's
 // limits to the program's before sending it. Finally the shell sets the
-// per-process limits with ulimit and replaces itself with the program.
+// per-process limits with ulimit, runs the program, waits until no process
+// the program started is left, and exits with the program's status.
 //
 // The source therefore enters through stdin before the program starts, and
 // output leaves through the attached streams: the worker never touches a
-// file the sandbox could have written. The container stops when the
-// program exits, which also ends any process the program left behind, and
-// it is force-removed on every path.
+// file the sandbox could have written. The container stops when the shell
+// exits, and it is force-removed on every path.
 //
 // A time limit or an output cap is enforced by killing the whole container.
 // An exit by SIGKILL that the runner did not cause is checked against the
@@ -351,7 +351,8 @@ func (r *Runner) compileMemoryMB(lang *catalog.Language) int {
 // file and, for a compiled language, compiles it with the output on stdout
 // and prints the compile marker, then waits for the go line. The run sets
 // the per-process limits with ulimit, which lowers soft and hard limits
-// alike, so the program cannot raise them again. The program arguments are
+// alike, so the program cannot raise them again. The shell exits with the
+// program's status, 128+N when signal N ended it. The program arguments are
 // single-quoted, so the shell never parses them.
 func jobScript(lang *catalog.Language, limits submission.Limits, args []string, sourceSize int, nonce string) string {
 	var b strings.Builder
@@ -377,7 +378,14 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	for _, arg := range args {
 		b.WriteString(" " + shellQuote(arg))
 	}
-	b.WriteString("\nexec " + lang.Run + ` "$@"` + "\n")
+	b.WriteString("\n" + lang.Run + ` "$@"` + "\nstatus=$?\n")
+	// The run lasts until every process the program started has ended, as
+	// for a fork bomb whose first process returns at once. The init
+	// process and this shell are the two entries left in the container's
+	// /proc when it is done. The glob needs no fork, which fails while a
+	// fork bomb holds every process slot.
+	b.WriteString("while set -- /proc/[0-9]*; [ $# -gt 2 ]; do sleep 0.02 2>/dev/null; done\n")
+	b.WriteString("exit $status\n")
 	return b.String()
 }
 
