@@ -259,6 +259,9 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		runTimeout:         timeLimit,
 		outputLimit:        outputLimit,
 	}
+	if cpuLimit := time.Duration(limits.CPUTimeMS) * time.Millisecond; !r.enforcesRlimitCPU() && cpuLimit < timeLimit {
+		sj.cpuLimit = cpuLimit
+	}
 	if sj.compile && r.canUpdate() && (startMemoryMB != limits.MemoryMB || startProcesses != limits.Processes) {
 		sj.beforeRun = func(ctx context.Context) error {
 			err := r.setLimits(ctx, b.id, limits.MemoryMB, limits.Processes)

@@ -52,6 +52,9 @@ type sessionJob struct {
 	compileOutputLimit int
 	runTimeout         time.Duration
 	outputLimit        int
+	// cpuLimit, when set, makes the worker read the container's CPU usage
+	// and stop the run past it, for runtimes that ignore RLIMIT_CPU.
+	cpuLimit time.Duration
 	// beforeRun runs after a successful compile step and before the program
 	// gets its stdin, to set the program's limits.
 	beforeRun func(context.Context) error
@@ -170,6 +173,9 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 		_ = b.attach.CloseWrite()
 	}()
 	timer := time.AfterFunc(job.runTimeout, func() { s.timedOut.Store(true); s.kill() })
+	if job.cpuLimit > 0 {
+		go s.watchCPU(job.cpuLimit, s.streamDone)
+	}
 	<-s.streamDone
 	timer.Stop()
 	res.elapsed = time.Since(start)
@@ -223,8 +229,9 @@ func (r *Runner) endSession(ctx context.Context, s *runSession, res *sessionResu
 		o.TimedOut = s.compileTimedOut.Load()
 		o.OutputExceeded = s.compileExceeded.Load()
 	} else {
-		o.TimedOut = s.timedOut.Load() && !s.exceeded.Load()
 		o.OutputExceeded = s.exceeded.Load()
+		o.CPUTimeExceeded = s.cpuExceeded.Load() && !o.OutputExceeded
+		o.TimedOut = s.timedOut.Load() && !o.OutputExceeded && !o.CPUTimeExceeded
 	}
 	// A program killed by SIGKILL, or a compiler whose child was killed,
 	// may have met the OOM killer. The engine reports that once the
@@ -253,6 +260,7 @@ type runSession struct {
 	killed          atomic.Bool
 	timedOut        atomic.Bool
 	exceeded        atomic.Bool
+	cpuExceeded     atomic.Bool
 	compileTimedOut atomic.Bool
 	compileExceeded atomic.Bool
 

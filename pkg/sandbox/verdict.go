@@ -18,6 +18,9 @@ type outcome struct {
 	// OutputExceeded is set when the runner killed the step because stdout
 	// or stderr passed its cap.
 	OutputExceeded bool
+	// CPUTimeExceeded is set when the runner killed the step because the
+	// container's CPU usage passed the limit.
+	CPUTimeExceeded bool
 	// OOMKilled is the engine's report that the kernel's OOM killer ended a
 	// process of the container.
 	OOMKilled bool
@@ -40,6 +43,8 @@ func signalName(sig syscall.Signal) string {
 	return fmt.Sprintf("signal %d", int(sig))
 }
 
+const cpuTimeMessage = "the program used more CPU time than its limit and was stopped"
+
 // runVerdict maps the outcome of the run step to a verdict, a message and
 // the signal name. The runner's own kills come first, since they also
 // make the process exit with SIGKILL.
@@ -48,6 +53,8 @@ func runVerdict(o outcome, timeLimit time.Duration, memoryMB, outputLimit int) (
 	case o.OutputExceeded:
 		return submission.VerdictOutputLimitExceeded,
 			fmt.Sprintf("the program wrote more than %d bytes to stdout or stderr and was stopped", outputLimit), ""
+	case o.CPUTimeExceeded:
+		return submission.VerdictTimeLimitExceeded, cpuTimeMessage, ""
 	case o.TimedOut:
 		return submission.VerdictTimeLimitExceeded,
 			fmt.Sprintf("the program ran longer than the time limit of %s and was stopped", timeLimit), ""
@@ -60,8 +67,7 @@ func runVerdict(o outcome, timeLimit time.Duration, memoryMB, outputLimit int) (
 	if sig, ok := signalFromExitCode(o.ExitCode); ok {
 		name := signalName(sig)
 		if sig == unix.SIGXCPU {
-			return submission.VerdictTimeLimitExceeded,
-				"the program used more CPU time than its limit and was stopped", name
+			return submission.VerdictTimeLimitExceeded, cpuTimeMessage, name
 		}
 		return submission.VerdictRuntimeError,
 			fmt.Sprintf("the program was terminated by %s", name), name

@@ -22,6 +22,7 @@ func TestRunVerdict(t *testing.T) {
 		{"divide by zero", outcome{ExitCode: 136}, submission.VerdictRuntimeError, "SIGFPE", "SIGFPE"},
 		{"abort", outcome{ExitCode: 134}, submission.VerdictRuntimeError, "SIGABRT", "SIGABRT"},
 		{"cpu limit", outcome{ExitCode: 152}, submission.VerdictTimeLimitExceeded, "SIGXCPU", "CPU time"},
+		{"cpu usage read from the engine", outcome{ExitCode: 137, CPUTimeExceeded: true}, submission.VerdictTimeLimitExceeded, "", "CPU time"},
 		{"killed by runner at time limit", outcome{ExitCode: 137, TimedOut: true}, submission.VerdictTimeLimitExceeded, "", "2s"},
 		{"oom", outcome{ExitCode: 137, OOMKilled: true}, submission.VerdictMemoryLimitExceeded, "SIGKILL", "64 MiB"},
 		{"sigkill without oom", outcome{ExitCode: 137}, submission.VerdictRuntimeError, "SIGKILL", "SIGKILL"},
