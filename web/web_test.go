@@ -73,7 +73,7 @@ func TestIndexHasPolicyAndElementIDs(t *testing.T) {
 	page := body(t, resp)
 	// The browser test finds the controls by these ids.
 	for _, id := range []string{"language", "source", "stdin", "args", "run", "status",
-		"verdict", "stdout", "stderr", "exit-code", "time", "compile-output"} {
+		"verdict", "stdout", "stderr", "exit-code", "time", "memory", "compile-output"} {
 		if !strings.Contains(page, `id="`+id+`"`) {
 			t.Errorf("index.html has no element with id %q", id)
 		}

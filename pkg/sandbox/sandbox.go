@@ -293,6 +293,10 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	result.Stdout, result.StdoutTruncated = res.stdout.Bytes()
 	result.Stderr, result.StderrTruncated = res.stderr.Bytes()
 	result.TimeMS = res.elapsed.Milliseconds()
+	if res.peakMemory >= 0 {
+		kib := res.peakMemory >> 10
+		result.MemoryKB = &kib
+	}
 	if !res.run.TimedOut && !res.run.OutputExceeded {
 		exitCode := res.run.ExitCode
 		result.ExitCode = &exitCode
@@ -360,6 +364,7 @@ func (r *Runner) compileMemoryMB(lang *catalog.Language) int {
 func jobScript(lang *catalog.Language, limits submission.Limits, args []string, sourceSize int, nonce string) string {
 	var b strings.Builder
 	b.WriteString(ackCommand(nonce) + "\n")
+	b.WriteString(peakFunction)
 	writeSource := "head -c " + strconv.Itoa(sourceSize) + " > " + shellQuote(lang.SourceFile)
 	if lang.Compile != "" {
 		// The compiler must not read stdin, which holds the go line and
@@ -367,6 +372,7 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 		fmt.Fprintf(&b, "{ %s && { %s\n} </dev/null; } 2>&1\n", writeSource, lang.Compile)
 		b.WriteString(compileMarkerCommand(nonce) + "\n")
 		b.WriteString("IFS= read -r go || exit 125\n")
+		b.WriteString("runbox_read_peak\nrunbox_compile_peak=$runbox_peak\n")
 	} else {
 		b.WriteString(writeSource + " || exit 125\n")
 	}
@@ -388,6 +394,7 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	// /proc when it is done. The glob needs no fork, which fails while a
 	// fork bomb holds every process slot.
 	b.WriteString("while set -- /proc/[0-9]*; [ $# -gt 2 ]; do sleep 0.02 2>/dev/null; done\n")
+	b.WriteString(memoryTrailerCommand(nonce))
 	b.WriteString("exit $status\n")
 	return b.String()
 }

@@ -304,3 +304,35 @@ func TestCompileReadsNoStdin(t *testing.T) {
 		t.Errorf("stdout = %q, want the first stdin line %q", got, "go\n")
 	}
 }
+
+func TestRunReportsPeakMemory(t *testing.T) {
+	runner := newRunner(t)
+	small := run(t, runner, sandbox.Job{Language: language(t, "python"), Source: "print(1)\n"})
+	big := run(t, runner, sandbox.Job{Language: language(t, "python"),
+		Source: "x = bytearray(100 * 1024 * 1024)\nprint(len(x))\n"})
+	if small.MemoryKB == nil || big.MemoryKB == nil {
+		t.Fatalf("memory_kb = %v and %v, want both reported", small.MemoryKB, big.MemoryKB)
+	}
+	if *small.MemoryKB <= 0 || *small.MemoryKB > 64<<10 {
+		t.Errorf("hello world used %d KiB, want between 0 and 64 MiB", *small.MemoryKB)
+	}
+	if *big.MemoryKB < 100<<10 {
+		t.Errorf("a 100 MiB bytearray used %d KiB, want at least 100 MiB", *big.MemoryKB)
+	}
+	if len(big.Stderr) != 0 {
+		t.Errorf("stderr = %q, want the memory trailer removed", big.Stderr)
+	}
+}
+
+func TestCompiledRunReportsPeakMemory(t *testing.T) {
+	runner := newRunner(t)
+	src := "#include <stdlib.h>\nint main(void) { size_t n = 200u << 20; volatile char *p = malloc(n);\n" +
+		"for (size_t i = 0; i < n; i += 4096) p[i] = 1; return 0; }\n"
+	res := run(t, runner, sandbox.Job{Language: language(t, "c"), Source: src})
+	if res.Verdict != submission.VerdictOK {
+		t.Fatalf("verdict = %s (%s)", res.Verdict, res.Message)
+	}
+	if res.MemoryKB == nil || *res.MemoryKB < 200<<10 {
+		t.Errorf("memory_kb = %v, want at least 200 MiB (stderr %q)", res.MemoryKB, res.Stderr)
+	}
+}

@@ -72,11 +72,13 @@ type sessionResult struct {
 	compileOutcome outcome
 
 	// ran is false when the program never started.
-	ran     bool
-	run     outcome
-	stdout  *cappedBuffer
-	stderr  *cappedBuffer
-	elapsed time.Duration
+	ran bool
+	run outcome
+	// peakMemory is the run's peak memory in bytes, or -1 when unknown.
+	peakMemory int64
+	stdout     *cappedBuffer
+	stderr     *cappedBuffer
+	elapsed    time.Duration
 }
 
 // newNonce returns a random token that the program cannot predict, so its
@@ -113,7 +115,8 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 	overflow := func() { s.exceeded.Store(true); go s.kill() }
 	res.stdout = newCappedBuffer(job.outputLimit, overflow)
 	res.stderr = newCappedBuffer(job.outputLimit, overflow)
-	ack := &ackWriter{expected: []byte(job.nonce), next: res.stderr}
+	trailer := &trailerWriter{nonce: []byte(job.nonce), next: res.stderr}
+	ack := &ackWriter{expected: []byte(job.nonce), next: trailer}
 	var stdout io.Writer = res.stdout
 	var split *compileSplitter
 	if job.compile {
@@ -179,6 +182,7 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 	<-s.streamDone
 	timer.Stop()
 	res.elapsed = time.Since(start)
+	res.peakMemory = trailer.finish()
 	return r.endSession(ctx, s, res, exits, waitErrs, ack)
 }
 

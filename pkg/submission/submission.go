@@ -100,8 +100,10 @@ type Result struct {
 	Stderr   []byte `json:"stderr"`
 	ExitCode *int   `json:"exit_code"`
 	// Signal is the name of the signal that ended the program, if any.
-	Signal          string `json:"signal,omitempty"`
-	TimeMS          int64  `json:"time_ms"`
+	Signal string `json:"signal,omitempty"`
+	TimeMS int64  `json:"time_ms"`
+	// MemoryKB is the peak memory of the run in KiB, when known.
+	MemoryKB        *int64 `json:"memory_kb,omitempty"`
 	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
 	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
 	CompileOutput   []byte `json:"compile_output,omitempty"`
@@ -143,6 +145,7 @@ type View struct {
 	ExitCode        *int    `json:"exit_code,omitempty"`
 	Signal          string  `json:"signal,omitempty"`
 	TimeMS          *int64  `json:"time_ms,omitempty"`
+	MemoryKB        *int64  `json:"memory_kb,omitempty"`
 	StdoutTruncated bool    `json:"stdout_truncated,omitempty"`
 	StderrTruncated bool    `json:"stderr_truncated,omitempty"`
 	CompileOutput   *string `json:"compile_output,omitempty"`
@@ -178,6 +181,7 @@ func (s *Submission) View() View {
 	v.ExitCode = r.ExitCode
 	v.Signal = r.Signal
 	v.TimeMS = &r.TimeMS
+	v.MemoryKB = r.MemoryKB
 	v.StdoutTruncated = r.StdoutTruncated
 	v.StderrTruncated = r.StderrTruncated
 	if r.CompileOutput != nil || r.CompileTimeMS > 0 {

@@ -271,14 +271,15 @@ type pageResult struct {
 	Stderr        string `json:"stderr"`
 	ExitCode      string `json:"exitCode"`
 	Time          string `json:"time"`
+	Memory        string `json:"memory"`
 	CompileOutput string `json:"compileOutput"`
 	RunDisabled   bool   `json:"runDisabled"`
 }
 
 func (r pageResult) String() string {
-	return fmt.Sprintf("status %q (%s), error %q, verdict %q %q, message %q, exit code %q, time %q\n"+
+	return fmt.Sprintf("status %q (%s), error %q, verdict %q %q, message %q, exit code %q, time %q, memory %q\n"+
 		"stdout %q\nstderr %q\ncompile output %q",
-		r.Status, r.State, r.Error, r.Verdict, r.VerdictLabel, r.Message, r.ExitCode, r.Time,
+		r.Status, r.State, r.Error, r.Verdict, r.VerdictLabel, r.Message, r.ExitCode, r.Time, r.Memory,
 		r.Stdout, r.Stderr, r.CompileOutput)
 }
 
@@ -312,6 +313,7 @@ func (b *browser) waitResult(t *testing.T) pageResult {
 			stderr: text("stderr"),
 			exitCode: text("exit-code"),
 			time: text("time"),
+			memory: text("memory"),
 			compileOutput: text("compile-output"),
 			runDisabled: document.getElementById("run").disabled,
 		};
@@ -333,6 +335,8 @@ func (b *browser) checkNoExceptions(t *testing.T) {
 }
 
 var timePattern = regexp.MustCompile(`^[0-9][0-9,]* ms$`)
+
+var memoryPattern = regexp.MustCompile(`^([0-9]+ KiB|[0-9]+\.[0-9] MiB)$`)
 
 func TestBrowserRunsPythonWithCtrlEnter(t *testing.T) {
 	s := startStack(t, stackOptions{})
@@ -372,6 +376,9 @@ func TestBrowserRunsPythonWithCtrlEnter(t *testing.T) {
 	}
 	if !timePattern.MatchString(result.Time) {
 		t.Errorf("time = %q, want a number of milliseconds such as \"42 ms\"", result.Time)
+	}
+	if !memoryPattern.MatchString(result.Memory) {
+		t.Errorf("memory = %q, want a size such as \"5120 KiB\" or \"12.5 MiB\"", result.Memory)
 	}
 	if result.RunDisabled {
 		t.Error("the Run button is still disabled after the run")

@@ -69,6 +69,7 @@ const ui = {
   signalFact: $("signal-fact"),
   signal: $("signal"),
   time: $("time"),
+  memory: $("memory"),
   compileTimeFact: $("compile-time-fact"),
   compileTime: $("compile-time"),
   compileStream: $("compile-stream"),
@@ -824,6 +825,11 @@ function showStream(pre, binaryTag, truncatedTag, value, encoding, truncated) {
   }
 }
 
+// formatKiB shows a size in KiB as KiB or MiB.
+function formatKiB(kib) {
+  return kib < 10240 ? `${kib} KiB` : `${(kib / 1024).toFixed(1)} MiB`;
+}
+
 function formatMs(value) {
   return `${Number(value).toLocaleString("en-US")} ms`;
 }
@@ -845,6 +851,12 @@ function showResult(view) {
   ui.time.textContent = ran ? formatMs(view.time_ms) : "—";
   const timeLimit = view.limits && view.limits.time_ms;
   ui.time.title = timeLimit ? `Wall-clock time. The limit was ${formatMs(timeLimit)}.` : "Wall-clock time";
+  const measured = typeof view.memory_kb === "number";
+  ui.memory.textContent = measured ? formatKiB(view.memory_kb) : "—";
+  const memoryLimit = view.limits && view.limits.memory_mb;
+  ui.memory.title = measured
+    ? `Peak memory of the sandbox. The limit was ${memoryLimit} MiB.`
+    : "Not measured: the run was stopped, or a compiled program stayed below its compiler's peak.";
   const compiled = typeof view.compile_time_ms === "number";
   ui.compileTimeFact.hidden = !compiled;
   ui.compileTime.textContent = compiled ? formatMs(view.compile_time_ms) : "";
