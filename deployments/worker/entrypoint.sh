@@ -69,6 +69,16 @@ dockerd_args=(
   --bridge=none --iptables=false --ip-masq=false
   --log-level=warn
 )
+# gVisor's runsc, for RUNBOX_RUNTIME=runsc, with the flags that
+# docs/security.md explains. dockerd takes runtime arguments only from a
+# configuration file.
+if [ -x /usr/bin/runsc ]; then
+  cat > "$state_dir/daemon.json" <<'JSON'
+{"runtimes": {"runsc": {"path": "/usr/bin/runsc",
+  "runtimeArgs": ["--platform=ptrace", "--network=none", "--oci-seccomp"]}}}
+JSON
+  dockerd_args+=(--config-file="$state_dir/daemon.json")
+fi
 if [ -n "${RUNBOX_DOCKERD_STORAGE_DRIVER:-}" ]; then
   dockerd_args+=(--storage-driver="$RUNBOX_DOCKERD_STORAGE_DRIVER")
 fi

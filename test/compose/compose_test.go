@@ -148,10 +148,11 @@ func buildImages(t *testing.T, ctx context.Context, root, tag string) {
 }
 
 // startProject builds the images and starts the compose project with the
-// unprivileged worker file and the given number of workers. It runs
+// unprivileged worker file, the given number of workers and any extra
+// environment variables (NAME=value) for docker-compose. It runs
 // `docker-compose down -v` when the test ends, and checks that the
 // workers' engine volumes are gone.
-func startProject(t *testing.T, ctx context.Context, workers int) *project {
+func startProject(t *testing.T, ctx context.Context, workers int, extraEnv ...string) *project {
 	t.Helper()
 	requireCompose(t)
 	root := repoRoot(t)
@@ -176,6 +177,7 @@ func startProject(t *testing.T, ctx context.Context, workers int) *project {
 		},
 		baseURL: "http://127.0.0.1:" + port,
 	}
+	p.env = append(p.env, extraEnv...)
 
 	var volumes []string
 	t.Cleanup(func() {
@@ -512,6 +514,43 @@ func TestComposeTwoWorkersShareSubmissions(t *testing.T) {
 		}
 	}
 	t.Logf("test body finished after %s", time.Since(start).Round(time.Second))
+}
+
+// TestComposeWorkerUnderRunsc starts one worker with RUNBOX_RUNTIME=runsc,
+// which its inner engine must run under gVisor, and checks that programs
+// see gVisor's kernel rather than the host's.
+func TestComposeWorkerUnderRunsc(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p := startProject(t, ctx, 1, "RUNBOX_RUNTIME=runsc")
+	p.waitReady(t, ctx, 1, 4*time.Minute)
+
+	hostKernel, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatalf("read the host's kernel release: %v", err)
+	}
+	id := p.submit(t, ctx, "python", "import os\nprint(os.uname().release)", "")
+	r := p.await(t, ctx, id, 2*time.Minute)
+	if r.Verdict != "ok" {
+		t.Fatalf("verdict %q (%s), stderr %v; want ok", r.Verdict, r.Message, deref(r.Stderr))
+	}
+	if r.Stdout == nil {
+		t.Fatal("the result has no stdout")
+	}
+	got := strings.TrimSpace(*r.Stdout)
+	if got == "" {
+		t.Fatal("the program printed no kernel release")
+	}
+	if got == strings.TrimSpace(string(hostKernel)) {
+		t.Errorf("the sandbox sees the host's kernel %s, want gVisor's", got)
+	}
+	t.Logf("kernel release inside the sandbox: %s", got)
+
+	id = p.submit(t, ctx, "bash", ":(){ :|:& };:", "")
+	r = p.await(t, ctx, id, 2*time.Minute)
+	if r.Verdict != "time_limit_exceeded" && r.Verdict != "runtime_error" {
+		t.Errorf("fork bomb verdict %q (%s), want time_limit_exceeded or runtime_error", r.Verdict, r.Message)
+	}
 }
 
 func decodeYAML(text string, v any) error {
