@@ -181,9 +181,11 @@ func (r *Runner) RemoveSubmissionContainers(ctx context.Context, submissionID st
 // Sweep removes sandbox containers older than maxAge, which must exceed the
 // longest possible run. It returns how many it removed.
 //
-// An idle pool container, which has the runbox.pool label and no
+// A running idle pool container, which has the runbox.pool label and no
 // submission name yet, may be kept by another worker on the same engine,
-// so it is removed only after twice the pool's idle timeout.
+// so it is removed only after twice the pool's idle timeout. One that has
+// exited lost its worker, whose closed connection ended its main process,
+// so it goes at once.
 func (r *Runner) Sweep(ctx context.Context, maxAge time.Duration) (int, error) {
 	return r.removeMatching(ctx, filters.NewArgs(filters.Arg("label", LabelSubmission)), maxAge)
 }
@@ -195,6 +197,9 @@ func (r *Runner) minAgeToSweep(c container.Summary, maxAge time.Duration) time.D
 		if strings.HasPrefix(name, "/"+submissionContainerName("")) {
 			idlePool = false
 		}
+	}
+	if idlePool && c.State == "exited" {
+		return 0
 	}
 	if idlePool {
 		return max(maxAge, 2*r.config.PoolIdleTimeout)

@@ -170,8 +170,26 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	docker := testenv.Docker(t)
 	db := openBackend(t, s.Redis.URL)
 	suffix := time.Now().UnixNano()
-	first := s.startWorker(t, fmt.Sprintf("e2e-killed-%d", suffix))
+	firstName := fmt.Sprintf("e2e-killed-%d", suffix)
+	first := s.startWorker(t, firstName)
 	s.waitHealthy(t, time.Minute)
+	// A first run fills the worker's python pool, so the kill leaves idle
+	// pool containers behind.
+	s.run(t, submission.Request{Language: "python", Source: "print('warm')\n"})
+	idlePool := filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+firstName),
+		filters.Arg("label", sandbox.LabelPool+"=python"))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pooled, err := docker.ContainerList(context.Background(), container.ListOptions{Filters: idlePool})
+		if err != nil {
+			t.Fatalf("list containers: %v", err)
+		}
+		if len(pooled) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first worker filled no python pool container within 30 s")
+		}
+	}
 
 	id := s.submit(t, submission.Request{Language: "python",
 		Source: "import time\ntime.sleep(5)\nprint('survived')\n",
@@ -208,6 +226,24 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	}
 	checkNoContainers(t, docker, id, 5*time.Second)
 	checkOneResult(t, s, view)
+
+	// The killed worker's idle pool containers exited when its connections
+	// closed, and the second worker's sweep (at its start, then every
+	// minute) removes them.
+	for deadline := time.Now().Add(70 * time.Second); ; time.Sleep(time.Second) {
+		left, err := docker.ContainerList(context.Background(), container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+firstName))})
+		if err != nil {
+			t.Fatalf("list containers: %v", err)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d containers of the killed worker left, the first in state %s", len(left), left[0].State)
+			break
+		}
+	}
 }
 
 func TestWorkerStopFinishesRun(t *testing.T) {
