@@ -54,7 +54,9 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 		r.removeContainer(created.ID, jobID)
 		return nil, platformError("start container", err)
 	}
-	return &box{id: created.ID, attach: attach}, nil
+	b := &box{id: created.ID, attach: attach}
+	r.watchStop(b)
+	return b, nil
 }
 
 // containerSpec returns the configuration and name of a sandbox container.

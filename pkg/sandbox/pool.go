@@ -61,12 +61,23 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 	lp.lastUsed = time.Now()
 	sameLimits := memoryMB == lp.memoryMB && processes == lp.processes
 	var b *box
+	var dead []*box
 	// The oldest container goes first, so no idle container ages while the
 	// language is in use.
-	if len(lp.idle) > 0 && (sameLimits || p.runner.canUpdate()) {
+	for len(lp.idle) > 0 && (sameLimits || p.runner.canUpdate()) {
 		b, lp.idle = lp.idle[0], lp.idle[1:]
+		if b.waiting() {
+			break
+		}
+		dead, b = append(dead, b), nil
 	}
 	p.mu.Unlock()
+	for _, d := range dead {
+		p.runner.log.Warn("pool container stopped while idle; removing it", "container", shortID(d.id),
+			"language", lang.ID)
+		d.close()
+		p.runner.removeLater(d.id, "")
+	}
 	if b == nil {
 		return nil, nil
 	}
@@ -74,7 +85,7 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 		if err := p.runner.setLimits(ctx, b.id, memoryMB, processes); err != nil {
 			p.runner.log.Warn("set limits of a pool container; using a new one", "container", shortID(b.id),
 				"language", lang.ID, "error", err)
-			b.attach.Close()
+			b.close()
 			p.runner.removeLater(b.id, jobID)
 			return nil, nil
 		}
@@ -132,7 +143,7 @@ func (p *pool) refill(langID string) {
 			p.mu.Lock()
 			if p.ctx.Err() != nil {
 				p.mu.Unlock()
-				b.attach.Close()
+				b.close()
 				p.runner.removeLater(b.id, "")
 				return
 			}
@@ -154,7 +165,7 @@ func (p *pool) trim(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, b := range stale {
-		b.attach.Close()
+		b.close()
 		p.runner.removeLater(b.id, "")
 	}
 }

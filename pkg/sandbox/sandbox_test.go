@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
 	"github.com/runbox/runbox/pkg/catalog"
@@ -334,5 +336,38 @@ func TestCompiledRunReportsPeakMemory(t *testing.T) {
 	}
 	if res.MemoryKB == nil || *res.MemoryKB < 200<<10 {
 		t.Errorf("memory_kb = %v, want at least 200 MiB (stderr %q)", res.MemoryKB, res.Stderr)
+	}
+}
+
+func TestPoolSkipsStoppedContainer(t *testing.T) {
+	runner := newRunnerWith(t, sandbox.Config{PoolSize: 1})
+	lang := language(t, "python")
+	run(t, runner, sandbox.Job{Language: lang, Source: "print(1)\n"})
+
+	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("create docker client: %v", err)
+	}
+	defer docker.Close()
+	idle := filters.NewArgs(filters.Arg("label", sandbox.LabelPool+"=python"),
+		filters.Arg("label", sandbox.LabelWorker+"="+runner.Config().WorkerName))
+	var pooled []container.Summary
+	for deadline := time.Now().Add(30 * time.Second); len(pooled) == 0; time.Sleep(100 * time.Millisecond) {
+		if pooled, err = docker.ContainerList(context.Background(), container.ListOptions{Filters: idle}); err != nil {
+			t.Fatalf("list containers: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool was not refilled within 30 s")
+		}
+	}
+	// An engine restart stops every container the same way.
+	if err := docker.ContainerKill(context.Background(), pooled[0].ID, "KILL"); err != nil {
+		t.Fatalf("kill the pool container: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	res := run(t, runner, sandbox.Job{Language: lang, Source: "print('fresh')\n"})
+	if res.Verdict != submission.VerdictOK || string(res.Stdout) != "fresh\n" {
+		t.Errorf("verdict %s (%s), stdout %q; want ok and %q", res.Verdict, res.Message, res.Stdout, "fresh\n")
 	}
 }

@@ -32,6 +32,45 @@ const bootstrapScript = `IFS= read -r n && s=$(head -c "$n") && eval "$s"`
 type box struct {
 	id     string
 	attach types.HijackedResponse
+	// stopped is closed when the container has stopped, or when waiting
+	// for that failed; exit and waitErr are set before.
+	stopped    chan struct{}
+	exit       container.WaitResponse
+	waitErr    error
+	cancelWait context.CancelFunc
+}
+
+// watchStop starts waiting for the container to stop. It must be called
+// after the start, because a created container counts as not running.
+func (r *Runner) watchStop(b *box) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopped, b.cancelWait = make(chan struct{}), cancel
+	exits, errs := r.docker.ContainerWait(ctx, b.id, container.WaitConditionNotRunning)
+	go func() {
+		defer close(b.stopped)
+		select {
+		case b.exit = <-exits:
+		case b.waitErr = <-errs:
+		}
+	}()
+}
+
+// waiting reports whether the box's main process still waits for its job.
+// It makes no engine request.
+func (b *box) waiting() bool {
+	select {
+	case <-b.stopped:
+		return false
+	default:
+		return true
+	}
+}
+
+// close ends the wait and the attach connection. It does not remove the
+// container.
+func (b *box) close() {
+	b.cancelWait()
+	b.attach.Close()
 }
 
 // sessionJob is the input of a session and the limits of its steps.
@@ -89,19 +128,23 @@ func newNonce() string {
 	return hex.EncodeToString(b)
 }
 
-// ackCommand prints the nonce on stderr, which shows the worker that the
-// container took its job. A pool container whose stdin closed early exits
+// ackCommand returns the command that prints the nonce on stderr, which
+// shows the worker that the container took its job. A pool container whose stdin closed early exits
 // without printing it.
 func ackCommand(nonce string) string {
 	return "printf '%s' '" + nonce + "' >&2"
 }
 
-// compileMarkerCommand prints the compile step's exit status on stdout
-// after the compiler output, on a line of its own that starts with the
-// nonce.
+// compileMarkerCommand returns the command that prints the compile step's
+// exit status on stdout after the compiler output, on a line of its own
+// that starts with the nonce.
 func compileMarkerCommand(nonce string) string {
 	return "printf '\\n%s %d\\n' '" + nonce + "' \"$?\""
 }
+
+// streamDrainTimeout is how long the output of a stopped container may
+// take to arrive before its attach connection is closed.
+const streamDrainTimeout = 2 * time.Second
 
 // errNoAck is returned when a box ended without taking its job.
 var errNoAck = errors.New("the sandbox container exited before it read its job")
@@ -126,10 +169,6 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 		stdout = split
 	}
 
-	// The wait starts before the job is sent, so a fast exit is not missed.
-	waitCtx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWait()
-	exits, waitErrs := r.docker.ContainerWait(waitCtx, b.id, container.WaitConditionNotRunning)
 	stopOnCancel := context.AfterFunc(ctx, s.kill)
 	defer stopOnCancel()
 
@@ -137,9 +176,23 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 		defer close(s.streamDone)
 		_, s.copyErr = stdcopy.StdCopy(stdout, ack, b.attach.Reader)
 	}()
+	// The engine may keep the attached streams open after the container
+	// stopped, as when it stopped before reading its job, so the
+	// connection is closed once the output had time to drain.
+	go func() {
+		select {
+		case <-s.streamDone:
+		case <-b.stopped:
+			select {
+			case <-s.streamDone:
+			case <-time.After(streamDrainTimeout):
+				b.attach.Close()
+			}
+		}
+	}()
 	// Writes fail once the program exits without reading all of its stdin,
 	// which is expected and ignored. Closing the connection ends any write.
-	defer b.attach.Close()
+	defer b.close()
 
 	start := time.Now()
 	header := strconv.Itoa(len(job.script)) + "\n" + job.script + job.source
@@ -153,11 +206,11 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 		timer.Stop()
 		res.compileTime = time.Since(start)
 		if !split.finished() {
-			return r.endSession(ctx, s, res, exits, waitErrs, ack)
+			return r.endSession(ctx, s, res, ack)
 		}
 		res.compileOutput, res.compileStatus = split.output(), split.status
 		if res.compileStatus != 0 {
-			return r.endSession(ctx, s, res, exits, waitErrs, ack)
+			return r.endSession(ctx, s, res, ack)
 		}
 		res.compiled = true
 		if job.beforeRun != nil {
@@ -183,13 +236,12 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 	timer.Stop()
 	res.elapsed = time.Since(start)
 	res.peakMemory = trailer.finish()
-	return r.endSession(ctx, s, res, exits, waitErrs, ack)
+	return r.endSession(ctx, s, res, ack)
 }
 
 // endSession waits for the container to stop after its streams closed and
 // fills in how the last step ended.
-func (r *Runner) endSession(ctx context.Context, s *runSession, res *sessionResult,
-	exits <-chan container.WaitResponse, waitErrs <-chan error, ack *ackWriter) (*sessionResult, error) {
+func (r *Runner) endSession(ctx context.Context, s *runSession, res *sessionResult, ack *ackWriter) (*sessionResult, error) {
 	// A compile step that ended with a non-zero status leaves the shell
 	// waiting for its go line, so it is stopped here.
 	if !res.ran {
@@ -212,20 +264,20 @@ func (r *Runner) endSession(ctx context.Context, s *runSession, res *sessionResu
 		return nil, platformError("read sandbox output", s.copyErr)
 	}
 
-	var exitCode int
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
 	select {
-	case exit := <-exits:
-		if exit.Error != nil && exit.Error.Message != "" {
-			return nil, platformError("wait for sandbox container", errors.New(exit.Error.Message))
-		}
-		exitCode = int(exit.StatusCode)
-	case err := <-waitErrs:
-		return nil, platformError("wait for sandbox container", err)
+	case <-s.box.stopped:
 	case <-timeout.C:
 		return nil, platformError("wait for sandbox container", errors.New("timed out 30 s after its streams closed"))
 	}
+	if s.box.waitErr != nil {
+		return nil, platformError("wait for sandbox container", s.box.waitErr)
+	}
+	if s.box.exit.Error != nil && s.box.exit.Error.Message != "" {
+		return nil, platformError("wait for sandbox container", errors.New(s.box.exit.Error.Message))
+	}
+	exitCode := int(s.box.exit.StatusCode)
 
 	o := outcome{ExitCode: exitCode}
 	if !res.ran {
