@@ -18,11 +18,11 @@ const peakFunction = `runbox_read_peak() {
 `
 
 // memoryTrailerCommand returns the commands that print the memory trailer
-// on stderr: the nonce, the peak memory, and the peak before the run ("-"
+// on stderr, saved on fd 4 by the job script: the nonce, the peak memory, and the peak before the run ("-"
 // without a compile step). The job script runs them after every process
 // of the program has ended, so the trailer is the container's last output.
 func memoryTrailerCommand(nonce string) string {
-	return "runbox_read_peak\nprintf '%s %s %s\\n' '" + nonce + "' \"$runbox_peak\" \"${runbox_compile_peak:--}\" >&2\n"
+	return "runbox_read_peak\nprintf '%s %s %s\\n' '" + nonce + "' \"$runbox_peak\" \"${runbox_compile_peak:--}\" >&4\n"
 }
 
 // trailerWriter passes stderr on but holds back the last bytes, which may

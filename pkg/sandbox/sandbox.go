@@ -387,7 +387,13 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	for _, arg := range args {
 		b.WriteString(" " + shellQuote(arg))
 	}
-	b.WriteString("\n" + lang.Run + ` "$@"` + "\nstatus=$?\n")
+	// The shell's own stderr goes to /dev/null from here on, because dash
+	// reports a child ended by a signal there ("Killed"), which is not the
+	// program's output. The program writes to the saved stderr on fd 4.
+	// The subshell keeps that redirection out of the shell: dash applies a
+	// simple command's redirections in the shell while it waits.
+	b.WriteString("\nexec 4>&2 2>/dev/null\n")
+	b.WriteString("( " + lang.Run + ` "$@"` + " ) 2>&4 4>&-\nstatus=$?\n")
 	// The run lasts until every process the program started has ended, as
 	// for a fork bomb whose first process returns at once. The init
 	// process and this shell are the two entries left in the container's

@@ -371,3 +371,15 @@ func TestPoolSkipsStoppedContainer(t *testing.T) {
 		t.Errorf("verdict %s (%s), stdout %q; want ok and %q", res.Verdict, res.Message, res.Stdout, "fresh\n")
 	}
 }
+
+func TestRunSignalLeavesStderrClean(t *testing.T) {
+	runner := newRunner(t)
+	res := run(t, runner, sandbox.Job{Language: language(t, "python"),
+		Source: "import os, sys\nprint('before', file=sys.stderr, flush=True)\nos.kill(os.getpid(), 9)\n"})
+	if res.Signal != "SIGKILL" {
+		t.Errorf("signal = %q (%s), want SIGKILL", res.Signal, res.Message)
+	}
+	if got := string(res.Stderr); got != "before\n" {
+		t.Errorf("stderr = %q, want only the program's own %q", got, "before\n")
+	}
+}
