@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 export RUNBOX_HTTP_ADDR="${RUNBOX_HTTP_ADDR:-127.0.0.1:8080}"
-export RUNBOX_REDIS_URL="${RUNBOX_REDIS_URL:-redis://127.0.0.1:6379/0}"
+# The Redis that setup-host.sh started, on RUNBOX_REDIS_PORT.
+export RUNBOX_REDIS_URL="${RUNBOX_REDIS_URL:-redis://127.0.0.1:${RUNBOX_REDIS_PORT:-6379}/0}"
 
 bin/runbox-worker &
 worker=$!
@@ -24,5 +25,6 @@ if ! kill -0 "$api" 2>/dev/null; then
 fi
 echo
 echo "Runbox is running: http://$RUNBOX_HTTP_ADDR/  (Ctrl+C stops it)"
+echo "Each language becomes available once the worker's self-test has run it (see /api/v1/languages)."
 echo
 wait -n $api $worker

@@ -95,12 +95,20 @@ fi
 # queued submissions survive a restart and are never evicted. Tests start
 # their own Redis containers and do not need this one.
 redis_port="${RUNBOX_REDIS_PORT:-6379}"
+# Each port gets its own data directory and log, so two instances never
+# share an append-only file.
+redis_dir=/var/lib/runbox/redis
+redis_log="$log_dir/redis.log"
+if [ "$redis_port" != 6379 ]; then
+  redis_dir="/var/lib/runbox/redis-$redis_port"
+  redis_log="$log_dir/redis-$redis_port.log"
+fi
 if ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
-  mkdir -p /var/lib/runbox/redis
-  echo "setup: starting redis-server on 127.0.0.1:$redis_port (data: /var/lib/runbox/redis)"
+  mkdir -p "$redis_dir"
+  echo "setup: starting redis-server on 127.0.0.1:$redis_port (data: $redis_dir)"
   redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
-    --dir /var/lib/runbox/redis --appendonly yes --maxmemory-policy noeviction \
-    --logfile "$log_dir/redis.log"
+    --dir "$redis_dir" --appendonly yes --maxmemory-policy noeviction \
+    --logfile "$redis_log"
   for _ in $(seq 1 20); do
     redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
     sleep 0.5

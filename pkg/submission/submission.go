@@ -180,7 +180,10 @@ func (s *Submission) View() View {
 	v.Stderr, v.StderrEncoding = encodeOutput(r.Stderr)
 	v.ExitCode = r.ExitCode
 	v.Signal = r.Signal
-	v.TimeMS = &r.TimeMS
+	// A program that failed to compile never ran, so it has no run time.
+	if r.Verdict != VerdictCompileError {
+		v.TimeMS = &r.TimeMS
+	}
 	v.MemoryKB = r.MemoryKB
 	v.StdoutTruncated = r.StdoutTruncated
 	v.StderrTruncated = r.StderrTruncated

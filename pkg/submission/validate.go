@@ -1,6 +1,7 @@
 package submission
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,10 +138,17 @@ func tooLarge(field string, limit int) *RequestError {
 func (p Policy) Decode(body io.Reader) (*Request, *RequestError) {
 	p = p.WithDefaults()
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
+	// The value is read whole first, because the decoder's error for an
+	// unknown field names the field but not its object.
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return nil, p.decodeError(err, nil)
+	}
+	fields := json.NewDecoder(bytes.NewReader(raw))
+	fields.DisallowUnknownFields()
 	var req Request
-	if err := dec.Decode(&req); err != nil {
-		return nil, p.decodeError(err)
+	if err := fields.Decode(&req); err != nil {
+		return nil, p.decodeError(err, raw)
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); err != io.EOF {
@@ -168,7 +176,9 @@ func (p Policy) bodyTooLarge(err error) *RequestError {
 	return nil
 }
 
-func (p Policy) decodeError(err error) *RequestError {
+// decodeError turns a decoding error into a request error. raw is the
+// JSON value when it was read whole, and nil otherwise.
+func (p Policy) decodeError(err error, raw json.RawMessage) *RequestError {
 	if e := p.bodyTooLarge(err); e != nil {
 		return e
 	}
@@ -206,6 +216,14 @@ func (p Policy) decodeError(err error) *RequestError {
 		}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if isLimitsField(raw, name) {
+			return &RequestError{
+				Status:  http.StatusBadRequest,
+				Code:    "unknown_field",
+				Field:   "limits." + name,
+				Message: fmt.Sprintf("unknown field \"limits.%s\"; allowed limits are %s", name, strings.Join(limitNames(), ", ")),
+			}
+		}
 		return &RequestError{
 			Status: http.StatusBadRequest,
 			Code:   "unknown_field",
@@ -220,6 +238,25 @@ func (p Policy) decodeError(err error) *RequestError {
 			Message: "the body is not a valid request: " + err.Error(),
 		}
 	}
+}
+
+// isLimitsField reports whether the unknown field name sits in the limits
+// object of the request rather than at its top level. Request has no other
+// nested object.
+func isLimitsField(raw json.RawMessage, name string) bool {
+	var top map[string]json.RawMessage
+	if raw == nil || json.Unmarshal(raw, &top) != nil {
+		return false
+	}
+	if _, ok := top[name]; ok {
+		return false
+	}
+	var limits map[string]json.RawMessage
+	if json.Unmarshal(top["limits"], &limits) != nil {
+		return false
+	}
+	_, ok := limits[name]
+	return ok
 }
 
 // describeField returns the type and range a field takes, for error messages.

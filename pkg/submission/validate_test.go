@@ -58,7 +58,7 @@ func TestValidateRejects(t *testing.T) {
 		{"output zero", `{"language":"python","source":"1","limits":{"output_kb":0}}`, 422, "limits.output_kb", "from 1 to 1024"},
 		{"file size negative", `{"language":"python","source":"1","limits":{"file_size_kb":-1}}`, 422, "limits.file_size_kb", "from 1 to 65536"},
 		{"open files string", `{"language":"python","source":"1","limits":{"open_files":"many"}}`, 422, "limits.open_files", "from 16 to 4096"},
-		{"unknown limit", `{"language":"python","source":"1","limits":{"disk_mb":5}}`, 400, "disk_mb", "unknown field"},
+		{"unknown limit", `{"language":"python","source":"1","limits":{"disk_mb":5}}`, 400, "limits.disk_mb", "unknown field"},
 		{"limits not object", `{"language":"python","source":"1","limits":5}`, 422, "limits", "object"},
 		{"nul in argument", `{"language":"python","source":"1","args":["a\u0000b"]}`, 422, "args[0]", "NUL"},
 	}
@@ -176,5 +176,16 @@ func TestViewEncodesBinaryOutput(t *testing.T) {
 	}
 	if view.StderrEncoding != "" || *view.Stderr != "esc \x1b nul \x00" {
 		t.Errorf("stderr = %q (%q), want the UTF-8 text unchanged", *view.Stderr, view.StderrEncoding)
+	}
+}
+
+func TestViewOmitsTimeAfterCompileError(t *testing.T) {
+	failed := (&Submission{Status: StatusDone, Result: &Result{Verdict: VerdictCompileError}}).View()
+	if failed.TimeMS != nil {
+		t.Errorf("time_ms = %d after a compile error, want it absent", *failed.TimeMS)
+	}
+	ran := (&Submission{Status: StatusDone, Result: &Result{Verdict: VerdictOK, TimeMS: 12}}).View()
+	if ran.TimeMS == nil || *ran.TimeMS != 12 {
+		t.Errorf("time_ms = %v after a run, want 12", ran.TimeMS)
 	}
 }
