@@ -7,10 +7,10 @@
 //   - the baseline: `docker run --rm runbox/python python3 -c ...`, one at a
 //     time, and a loop of them at the worker's parallelism;
 //   - Runbox end to end, one submission at a time, from POST to the result
-//     being visible to a long-polling client, split by stage. Both
-//     one-at-a-time series pause before each run (-pause), because a
-//     single user's latency is measured with a refilled pool; the
-//     throughput runs below have no pauses;
+//     being visible to a long-polling client, split by stage. The
+//     baseline and this series pause before each run (-pause), because a
+//     single user's latency is measured with a refilled pool. A second,
+//     shorter series without pauses shows the cost of an empty pool;
 //   - sustained throughput at increasing arrival rates;
 //   - a burst of 1000 submissions.
 //
@@ -60,6 +60,8 @@ func main() {
 	log.Printf("runbox sequential: %d submissions", *sequential)
 	report.Sequential, report.Stages = env.measureSequential(*sequential, *pause)
 	report.APIRSS, report.WorkerRSS = env.rss()
+	log.Printf("runbox back to back: %d submissions without pauses", *sequential/2)
+	report.BackToBack, _ = env.measureSequential(*sequential/2, 0)
 
 	for _, rate := range []float64{2, 4, 8, 16} {
 		log.Printf("runbox sustained: %.0f submissions/s for %s", rate, *rateSeconds)
