@@ -180,7 +180,7 @@ func (w *worker) testLanguage(ctx context.Context, lang *catalog.Language) store
 
 	version, err := w.runner.Version(ctx, lang)
 	if err != nil {
-		return failed("version check failed: %v", err)
+		return failed("version check failed: %s", truncate(err.Error(), 300))
 	}
 
 	limits := submission.DefaultLimits

@@ -23,6 +23,26 @@ var sandboxEnv = []string{"HOME=/box", "TMPDIR=/tmp", "LANG=C.UTF-8"}
 // program's own: the init process and the shell that runs the job.
 const containerProcesses = 2
 
+// Under runsc the pids cgroup counts gVisor's own host threads, about nine
+// for each sandboxed process on the ptrace platform (measured with Debian's
+// runsc 20221219), and gVisor dies without a message when it cannot
+// create one. The cgroup limit therefore leaves room for that, and the
+// program's own limit is RLIMIT_NPROC inside gVisor, which the job script
+// sets.
+const (
+	runscPidsPerProcess = 12
+	runscPidsBase       = 64
+)
+
+// pidsLimit returns the pids cgroup limit of a sandbox whose program may
+// have the given number of processes.
+func (r *Runner) pidsLimit(processes int) int64 {
+	if r.config.Runtime == "runsc" {
+		return int64(processes*runscPidsPerProcess + runscPidsBase)
+	}
+	return int64(processes + containerProcesses)
+}
+
 // startContainer creates, attaches to and starts the sandbox container
 // for a job. Its main process then waits for the job on stdin. The
 // container is removed again if any step fails.
@@ -63,7 +83,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 // An empty jobID makes an unnamed pool container.
 func (r *Runner) containerSpec(jobID string, lang *catalog.Language, memoryMB, processes int) (*container.Config, *container.HostConfig, string) {
 	initProcess := true
-	pids := int64(processes + containerProcesses)
+	pids := r.pidsLimit(processes)
 	memory := int64(memoryMB) << 20
 	uid, gid, _ := splitUser(r.config.User)
 	tmpfs := func(sizeMB int, extra string) string {

@@ -174,7 +174,7 @@ func NewRunner(docker *client.Client, config Config, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Runner{docker: docker, config: config.withDefaults(), log: log, seccomp: seccompProfile()}
+	r := &Runner{docker: docker, config: config.withDefaults(), log: log, seccomp: seccompProfile(config.Runtime)}
 	if r.config.PoolSize > 0 {
 		r.pool = newPool(r, r.config.PoolSize, r.config.PoolIdleTimeout)
 	}
@@ -249,7 +249,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	timeLimit := time.Duration(limits.TimeMS) * time.Millisecond
 	outputLimit := limits.OutputKB << 10
 	sj := sessionJob{
-		script:             jobScript(lang, limits, job.Args, len(job.Source), nonce),
+		script:             jobScript(lang, limits, job.Args, len(job.Source), nonce, r.processLimitInside(limits.Processes)),
 		nonce:              nonce,
 		source:             job.Source,
 		stdin:              job.Stdin,
@@ -297,7 +297,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		kib := res.peakMemory >> 10
 		result.MemoryKB = &kib
 	}
-	if !res.run.TimedOut && !res.run.OutputExceeded {
+	if !res.run.TimedOut && !res.run.OutputExceeded && !res.run.CPUTimeExceeded {
 		exitCode := res.run.ExitCode
 		result.ExitCode = &exitCode
 	}
@@ -329,10 +329,21 @@ func (r *Runner) canUpdate() bool {
 	return r.config.Runtime != "runsc"
 }
 
+// processLimitInside returns the RLIMIT_NPROC for the job script, or 0
+// when the pids cgroup alone limits the program. Under runsc it counts the
+// program's processes and threads plus the init process and the shell,
+// all of which run as the program's user inside gVisor.
+func (r *Runner) processLimitInside(processes int) int {
+	if r.config.Runtime != "runsc" {
+		return 0
+	}
+	return processes + containerProcesses
+}
+
 // setLimits changes the memory and process limits of a running container.
 func (r *Runner) setLimits(ctx context.Context, id string, memoryMB, processes int) error {
 	memory := int64(memoryMB) << 20
-	pids := int64(processes + containerProcesses)
+	pids := r.pidsLimit(processes)
 	_, err := r.docker.ContainerUpdate(ctx, id, container.UpdateConfig{
 		Resources: container.Resources{Memory: memory, MemorySwap: memory, PidsLimit: &pids},
 	})
@@ -361,7 +372,11 @@ func (r *Runner) compileMemoryMB(lang *catalog.Language) int {
 // alike, so the program cannot raise them again. The shell exits with the
 // program's status, 128+N when signal N ended it. The program arguments are
 // single-quoted, so the shell never parses them.
-func jobScript(lang *catalog.Language, limits submission.Limits, args []string, sourceSize int, nonce string) string {
+//
+// A positive nproc adds RLIMIT_NPROC, which only a runtime with a kernel of
+// its own can use: under runc the limit would count the processes of every
+// sandbox, because they share the host's uid 10001.
+func jobScript(lang *catalog.Language, limits submission.Limits, args []string, sourceSize int, nonce string, nproc int) string {
 	var b strings.Builder
 	b.WriteString(ackCommand(nonce) + "\n")
 	b.WriteString(peakFunction)
@@ -383,6 +398,10 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	// before its SIGKILL.
 	fmt.Fprintf(&b, "ulimit -S -t %d && ulimit -H -t %d && ulimit -f %d && ulimit -n %d || exit 125\n",
 		cpuSeconds, cpuSeconds+1, limits.FileSizeKB*2, limits.OpenFiles)
+	if nproc > 0 {
+		// dash names RLIMIT_NPROC -p.
+		fmt.Fprintf(&b, "ulimit -p %d || exit 125\n", nproc)
+	}
 	b.WriteString("set --")
 	for _, arg := range args {
 		b.WriteString(" " + shellQuote(arg))

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // deniedSyscalls are allowed by Docker's default seccomp profile on
@@ -18,8 +19,22 @@ var deniedSyscalls = []string{"ptrace", "process_vm_readv", "process_vm_writev"}
 // github.com/moby/profiles/seccomp) without deniedSyscalls, as JSON for
 // the "seccomp=" security option. A denied call fails with EPERM, the
 // profile's default error.
-func seccompProfile() string {
+//
+// Under runsc the clone3 rule becomes an allow rule. Docker's profile makes
+// clone3 fail with ENOSYS, so that glibc falls back to clone, whose flags
+// seccomp can check. gVisor (Debian's runsc 20221219) returns EPERM for
+// that rule instead, which makes every thread creation fail, while its own
+// clone3 returns ENOSYS. NOTE: a later gVisor that implements clone3 would
+// then let a program create namespaces inside the sandbox.
+func seccompProfile(runtime string) string {
 	profile := seccomp.DefaultProfile()
+	if runtime == "runsc" {
+		for _, rule := range profile.Syscalls {
+			if slices.Equal(rule.Names, []string{"clone3"}) && rule.Action == specs.ActErrno {
+				rule.Action, rule.ErrnoRet = specs.ActAllow, nil
+			}
+		}
+	}
 	for _, rule := range profile.Syscalls {
 		// Rules that depend on CAP_SYS_PTRACE never apply, because the
 		// sandbox drops every capability.

@@ -63,9 +63,19 @@ func program(t *testing.T, lang catalog.Language, name string) string {
 // TestEveryLanguage checks each catalogue language through the API. The
 // self-test passes and reports a version, and a program echoes a line of
 // stdin. A broken program gets the compiler's or interpreter's message, and
-// a non-zero exit is a runtime error with its status.
+// a non-zero exit is a runtime error with its status. It runs under each
+// sandbox runtime that the hostile suite uses.
 func TestEveryLanguage(t *testing.T) {
-	s := startStack(t, stackOptions{SelfTest: true, Env: []string{"RUNBOX_CONCURRENCY=2"}})
+	for _, runtime := range sandboxRuntimes(t) {
+		t.Run(runtimeName(runtime), func(t *testing.T) {
+			testEveryLanguage(t, runtime)
+		})
+	}
+}
+
+func testEveryLanguage(t *testing.T, runtime string) {
+	s := startStack(t, stackOptions{SelfTest: true,
+		Env: []string{"RUNBOX_CONCURRENCY=2", "RUNBOX_RUNTIME=" + runtime}})
 	available := s.waitForLanguages(t, 10*time.Minute)
 	languages := catalog.Embedded().All()
 
