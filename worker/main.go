@@ -138,6 +138,9 @@ func run(s settings, log *slog.Logger) error {
 	if err := waitForEngine(ctx, runner, log); err != nil {
 		return err
 	}
+	if err := runner.CheckRuntime(ctx); err != nil {
+		return err
+	}
 	w.sweep(ctx)
 
 	server := asynq.NewServer(redisConfig.Asynq, asynq.Config{
@@ -161,7 +164,7 @@ func run(s settings, log *slog.Logger) error {
 		return fmt.Errorf("start queue server: %w", err)
 	}
 	log.Info("worker started", "worker", s.name, "concurrency", s.concurrency,
-		"runtime", s.sandbox.Runtime, "languages", len(languages.IDs()))
+		"runtime", s.sandbox.Runtime, "languages", len(languages.IDs()), "redis", redisConfig.Client.Addr)
 
 	background, cancelBackground := context.WithCancel(context.Background())
 	var maintenance sync.WaitGroup

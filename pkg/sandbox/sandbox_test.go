@@ -383,3 +383,14 @@ func TestRunSignalLeavesStderrClean(t *testing.T) {
 		t.Errorf("stderr = %q, want only the program's own %q", got, "before\n")
 	}
 }
+
+func TestCheckRuntimeRejectsUnknown(t *testing.T) {
+	runner := newRunnerWith(t, sandbox.Config{Runtime: "no-such-runtime"})
+	err := runner.CheckRuntime(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `"no-such-runtime"`) {
+		t.Errorf("CheckRuntime = %v, want an error naming the runtime", err)
+	}
+	if err := newRunner(t).CheckRuntime(context.Background()); err != nil {
+		t.Errorf("CheckRuntime with the engine's default runtime = %v, want nil", err)
+	}
+}

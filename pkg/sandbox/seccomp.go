@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -54,4 +56,28 @@ func seccompProfile(runtime string) string {
 		panic(fmt.Sprintf("encode seccomp profile: %v", err))
 	}
 	return string(data)
+}
+
+// CheckRuntime returns an error when the configured runtime is not
+// registered with the engine, or when runsc is registered without
+// --oci-seccomp: gVisor then ignores the seccomp profile, and a program
+// can create user namespaces and raw sockets inside the sandbox.
+func (r *Runner) CheckRuntime(ctx context.Context) error {
+	if r.config.Runtime == "" {
+		return nil
+	}
+	info, err := r.docker.Info(ctx)
+	if err != nil {
+		return platformError("read engine info", err)
+	}
+	runtime, ok := info.Runtimes[r.config.Runtime]
+	if !ok {
+		return fmt.Errorf("the engine has no runtime %q registered; register it in /etc/docker/daemon.json (docs/security.md)",
+			r.config.Runtime)
+	}
+	if r.config.Runtime == "runsc" && !slices.Contains(runtime.Args, "--oci-seccomp") {
+		return errors.New("the engine runs runsc without --oci-seccomp, so gVisor would ignore the sandbox's seccomp profile; " +
+			"add it to the runtimeArgs of runsc in /etc/docker/daemon.json (docs/security.md)")
+	}
+	return nil
 }
