@@ -129,8 +129,8 @@ func newNonce() string {
 }
 
 // ackCommand returns the command that prints the nonce on stderr, which
-// shows the worker that the container took its job. A pool container whose stdin closed early exits
-// without printing it.
+// shows the worker that the container took its job. A pool container
+// whose stdin closed early exits without printing it.
 func ackCommand(nonce string) string {
 	return "printf '%s' '" + nonce + "' >&2"
 }
@@ -145,6 +145,10 @@ func compileMarkerCommand(nonce string) string {
 // streamDrainTimeout is how long the output of a stopped container may
 // take to arrive before its attach connection is closed.
 const streamDrainTimeout = 2 * time.Second
+
+// stopTimeout is how long the engine may take to report a container as
+// stopped after its streams closed. Past it, the run is a platform fault.
+const stopTimeout = 30 * time.Second
 
 // errNoAck is returned when a box ended without taking its job.
 var errNoAck = errors.New("the sandbox container exited before it read its job")
@@ -163,9 +167,16 @@ func (r *Runner) session(ctx context.Context, b *box, job sessionJob) (*sessionR
 	var stdout io.Writer = res.stdout
 	var split *compileSplitter
 	if job.compile {
-		split = &compileSplitter{marker: []byte("\n" + job.nonce + " "), limit: job.compileOutputLimit,
-			program: res.stdout, done: s.compiled,
-			onOverflow: func() { s.compileExceeded.Store(true); go s.kill() }}
+		split = &compileSplitter{
+			marker:  []byte("\n" + job.nonce + " "),
+			limit:   job.compileOutputLimit,
+			program: res.stdout,
+			done:    s.compiled,
+			onOverflow: func() {
+				s.compileExceeded.Store(true)
+				go s.kill()
+			},
+		}
 		stdout = split
 	}
 
@@ -253,8 +264,8 @@ func (r *Runner) endSession(ctx context.Context, s *runSession, res *sessionResu
 	}
 	if !ack.acknowledged() {
 		if s.killed.Load() && s.compileTimedOut.Load() {
-			// Creating the shell's job can take the whole limit on a
-			// loaded engine; the limit still ended it.
+			// On a loaded engine, the shell can take the whole compile
+			// limit before it prints the nonce. The limit still ended it.
 			res.compileOutcome.TimedOut = true
 			return res, nil
 		}
@@ -264,12 +275,13 @@ func (r *Runner) endSession(ctx context.Context, s *runSession, res *sessionResu
 		return nil, platformError("read sandbox output", s.copyErr)
 	}
 
-	timeout := time.NewTimer(30 * time.Second)
+	timeout := time.NewTimer(stopTimeout)
 	defer timeout.Stop()
 	select {
 	case <-s.box.stopped:
 	case <-timeout.C:
-		return nil, platformError("wait for sandbox container", errors.New("timed out 30 s after its streams closed"))
+		return nil, platformError("wait for sandbox container",
+			fmt.Errorf("timed out %s after its streams closed", stopTimeout))
 	}
 	if s.box.waitErr != nil {
 		return nil, platformError("wait for sandbox container", s.box.waitErr)
@@ -325,8 +337,8 @@ type runSession struct {
 	copyErr    error
 }
 
-// kill stops the container. It is called from timers and from the stream
-// copy, so it never waits for the stream.
+// kill sends SIGKILL to the container, once per session. Timers and the
+// stream copy call it, so it does not wait for the streams to close.
 func (s *runSession) kill() {
 	s.killOnce.Do(func() {
 		s.killed.Store(true)
@@ -382,22 +394,26 @@ func (a *ackWriter) acknowledged() bool {
 }
 
 // compileSplitter receives the container's stdout. Up to the marker line
-// that ends the compile step, it keeps the bytes as compiler output, at
+// that ends the compile step, it stores the bytes as compiler output, at
 // most limit of them. After that line, bytes go to the program's stdout.
 type compileSplitter struct {
-	mu         sync.Mutex
-	marker     []byte
-	limit      int
-	pending    []byte
-	compiling  bool
-	ended      bool
-	status     int
-	kept       []byte
-	overflowed bool
-	program    io.Writer
-	done       chan struct{}
-	onOverflow func()
+	mu      sync.Mutex
+	marker  []byte
+	limit   int
+	pending []byte
+	ended   bool
+	status  int
+	// compilerOutput is set when the marker arrives or the limit is passed.
+	compilerOutput []byte
+	overflowed     bool
+	program        io.Writer
+	done           chan struct{}
+	onOverflow     func()
 }
+
+// statusLineSlack is the room after the marker for the exit status digits
+// and the newline, so a marker line at the limit still ends the step.
+const statusLineSlack = 24
 
 func (c *compileSplitter) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -406,8 +422,16 @@ func (c *compileSplitter) Write(p []byte) (int, error) {
 		return c.program.Write(p)
 	}
 	n := len(p)
+	if c.overflowed {
+		// The container is being killed for the output cap, so a marker
+		// that arrives now must not start the run.
+		c.mu.Unlock()
+		return n, nil
+	}
 
-	searchFrom := max(0, len(c.pending)-len(c.marker))
+	// The search goes back far enough to find a marker that arrived
+	// earlier without the rest of its status line.
+	searchFrom := max(0, len(c.pending)-len(c.marker)-statusLineSlack)
 	c.pending = append(c.pending, p...)
 	i := bytes.Index(c.pending[searchFrom:], c.marker)
 	if i >= 0 {
@@ -420,7 +444,7 @@ func (c *compileSplitter) Write(p []byte) (int, error) {
 				status = -1
 			}
 			rest := c.pending[statusStart+end+1:]
-			c.kept = c.pending[:min(i, c.limit)]
+			c.compilerOutput = c.pending[:min(i, c.limit)]
 			c.status, c.ended, c.pending = status, true, nil
 			close(c.done)
 			c.mu.Unlock()
@@ -431,19 +455,15 @@ func (c *compileSplitter) Write(p []byte) (int, error) {
 		}
 	}
 
-	fire := false
-	if len(c.pending) > c.limit+len(c.marker)+24 && !c.overflowed {
-		c.overflowed, fire = true, true
-		c.kept = c.pending[:c.limit]
+	if len(c.pending) <= c.limit+len(c.marker)+statusLineSlack {
+		c.mu.Unlock()
+		return n, nil
 	}
-	if c.overflowed {
-		// Only the kept prefix matters once the cap has passed.
-		c.pending = c.pending[:c.limit+len(c.marker)+24]
-	}
+	c.overflowed = true
+	c.compilerOutput = c.pending[:c.limit]
+	c.pending = nil
 	c.mu.Unlock()
-	if fire {
-		c.onOverflow()
-	}
+	c.onOverflow()
 	return n, nil
 }
 
@@ -454,13 +474,13 @@ func (c *compileSplitter) finished() bool {
 	return c.ended
 }
 
-// output returns the compiler output: everything before the marker, or
-// the kept prefix when the step did not finish.
+// output returns a copy of the compiler output: the bytes before the
+// marker, or the first limit bytes when the step did not finish.
 func (c *compileSplitter) output() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended || c.overflowed {
-		return append([]byte{}, c.kept...)
+		return append([]byte{}, c.compilerOutput...)
 	}
 	return append([]byte{}, c.pending[:min(len(c.pending), c.limit)]...)
 }
