@@ -50,7 +50,8 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 	config, host, name := r.containerSpec(jobID, lang, memoryMB, processes)
 
 	// A create cancelled in flight can leave a container that the engine
-	// made but never reported, so it runs to its end and is removed after.
+	// made but never reported. The create therefore ignores the job's
+	// cancellation, and the new container is removed if the job ended.
 	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	created, err := r.docker.ContainerCreate(createCtx, config, host, nil, nil, name)
 	cancel()
@@ -148,8 +149,8 @@ func splitUser(user string) (string, string, bool) {
 	return uid, gid, true
 }
 
-// submissionContainerName is the name prefix of the containers that run a
-// submission; a pooled container is renamed to it when taken.
+// submissionContainerName returns the name prefix of the containers that
+// run a submission. A pooled container is renamed to it when taken.
 func submissionContainerName(jobID string) string {
 	return "runbox-" + jobID
 }
@@ -160,7 +161,8 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// removeLater removes a container in the background; Close waits for it.
+// removeLater removes a container in the background. Close waits for the
+// removal.
 func (r *Runner) removeLater(id, jobID string) {
 	r.removals.Add(1)
 	go func() {
@@ -204,10 +206,10 @@ func (r *Runner) RemoveSubmissionContainers(ctx context.Context, submissionID st
 // longest possible run. It returns how many it removed.
 //
 // A running idle pool container, which has the runbox.pool label and no
-// submission name yet, may be kept by another worker on the same engine,
+// submission name yet, may belong to another worker on the same engine,
 // so it is removed only after twice the pool's idle timeout. One that has
 // exited lost its worker, whose closed connection ended its main process,
-// so it goes at once.
+// so it is removed at once.
 func (r *Runner) Sweep(ctx context.Context, maxAge time.Duration) (int, error) {
 	return r.removeMatching(ctx, filters.NewArgs(filters.Arg("label", LabelSubmission)), maxAge)
 }
@@ -238,12 +240,16 @@ func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge 
 	for _, c := range list {
 		age := time.Since(time.Unix(c.Created, 0))
 		if minAge > 0 {
-			minAge := r.minAgeToSweep(c, minAge)
-			if age < minAge || (r.pool != nil && r.pool.owns(c.ID)) {
+			required := r.minAgeToSweep(c, minAge)
+			if age < required || (r.pool != nil && r.pool.owns(c.ID)) {
 				continue
 			}
 		}
 		err := r.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+			// The worker that ran it is removing it at the same time.
+			continue
+		}
 		if err != nil {
 			return removed, platformError("remove container "+shortID(c.ID), err)
 		}

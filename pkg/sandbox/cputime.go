@@ -34,6 +34,7 @@ func (s *runSession) watchCPU(limit time.Duration, stop <-chan struct{}) {
 	}()
 	start, err := s.cpuUsage(ctx)
 	if err != nil {
+		s.logCPUError(ctx, err)
 		return
 	}
 	ticker := time.NewTicker(cpuPollInterval)
@@ -46,6 +47,7 @@ func (s *runSession) watchCPU(limit time.Duration, stop <-chan struct{}) {
 		}
 		used, err := s.cpuUsage(ctx)
 		if err != nil {
+			s.logCPUError(ctx, err)
 			return
 		}
 		if used-start >= limit {
@@ -54,6 +56,15 @@ func (s *runSession) watchCPU(limit time.Duration, stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// logCPUError logs a failed CPU usage read, unless the run already ended.
+func (s *runSession) logCPUError(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	s.runner.log.Warn("read sandbox CPU usage failed, CPU limit not enforced for this run",
+		"container", shortID(s.box.id), "error", err)
 }
 
 // cpuUsage returns the container's total CPU time so far.

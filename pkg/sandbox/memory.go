@@ -18,21 +18,23 @@ const peakFunction = `runbox_read_peak() {
 `
 
 // memoryTrailerCommand returns the commands that print the memory trailer
-// on stderr, saved on fd 4 by the job script: the nonce, the peak memory, and the peak before the run ("-"
-// without a compile step). The job script runs them after every process
-// of the program has ended, so the trailer is the container's last output.
+// on the stderr that the job script saved on fd 4. The trailer contains the
+// nonce, the peak memory, and the peak before the run ("-" without a
+// compile step). It is the container's last output, because the job script
+// prints it after every process of the program has ended.
 func memoryTrailerCommand(nonce string) string {
 	return "runbox_read_peak\nprintf '%s %s %s\\n' '" + nonce + "' \"$runbox_peak\" \"${runbox_compile_peak:--}\" >&4\n"
 }
 
-// trailerWriter passes stderr on but holds back the last bytes, which may
-// be the memory trailer. finish strips a trailer with the job's nonce
-// from the end and passes any other held bytes on.
+// trailerWriter passes stderr on but delays the last bytes, which may be
+// the memory trailer. finish strips a trailer with the job's nonce from the
+// end and passes any other delayed bytes on.
 type trailerWriter struct {
 	mu    sync.Mutex
 	nonce []byte
-	held  []byte
-	next  *cappedBuffer
+	// tail is the stderr not yet passed on, at most trailerMax bytes.
+	tail []byte
+	next *cappedBuffer
 }
 
 // trailerMax is the longest trailer: the nonce, two decimal numbers of up
@@ -41,11 +43,11 @@ func (t *trailerWriter) trailerMax() int { return len(t.nonce) + 2*20 + 3 }
 
 func (t *trailerWriter) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	t.held = append(t.held, p...)
+	t.tail = append(t.tail, p...)
 	var out []byte
-	if extra := len(t.held) - t.trailerMax(); extra > 0 {
-		out = append([]byte{}, t.held[:extra]...)
-		t.held = append(t.held[:0], t.held[extra:]...)
+	if extra := len(t.tail) - t.trailerMax(); extra > 0 {
+		out = append([]byte{}, t.tail[:extra]...)
+		t.tail = append(t.tail[:0], t.tail[extra:]...)
 	}
 	t.mu.Unlock()
 	if len(out) > 0 {
@@ -60,20 +62,20 @@ func (t *trailerWriter) Write(p []byte) (int, error) {
 // because the cgroup cannot tell the two apart.
 func (t *trailerWriter) finish() int64 {
 	t.mu.Lock()
-	held := t.held
-	t.held = nil
+	tail := t.tail
+	t.tail = nil
 	t.mu.Unlock()
-	start := bytes.LastIndex(held, t.nonce)
-	if start < 0 || !bytes.HasSuffix(held, []byte("\n")) {
-		_, _ = t.next.Write(held)
+	start := bytes.LastIndex(tail, t.nonce)
+	if start < 0 || !bytes.HasSuffix(tail, []byte("\n")) {
+		_, _ = t.next.Write(tail)
 		return -1
 	}
-	fields := bytes.Fields(held[start+len(t.nonce) : len(held)-1])
+	fields := bytes.Fields(tail[start+len(t.nonce) : len(tail)-1])
 	if len(fields) != 2 {
-		_, _ = t.next.Write(held)
+		_, _ = t.next.Write(tail)
 		return -1
 	}
-	_, _ = t.next.Write(held[:start])
+	_, _ = t.next.Write(tail[:start])
 	peak, err := strconv.ParseInt(string(fields[0]), 10, 64)
 	if err != nil {
 		return -1

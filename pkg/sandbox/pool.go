@@ -73,7 +73,7 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 	}
 	p.mu.Unlock()
 	for _, d := range dead {
-		p.runner.log.Warn("pool container stopped while idle; removing it", "container", shortID(d.id),
+		p.runner.log.Warn("removing pool container that stopped while idle", "container", shortID(d.id),
 			"language", lang.ID)
 		d.close()
 		p.runner.removeLater(d.id, "")
@@ -83,7 +83,7 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 	}
 	if !sameLimits {
 		if err := p.runner.setLimits(ctx, b.id, memoryMB, processes); err != nil {
-			p.runner.log.Warn("set limits of a pool container; using a new one", "container", shortID(b.id),
+			p.runner.log.Warn("set limits of pool container failed, starting a new container", "container", shortID(b.id),
 				"language", lang.ID, "error", err)
 			b.close()
 			p.runner.removeLater(b.id, jobID)
@@ -95,7 +95,7 @@ func (p *pool) acquire(ctx context.Context, lang *catalog.Language, jobID string
 		defer close(renamed)
 		err := p.runner.docker.ContainerRename(context.WithoutCancel(ctx), b.id, submissionContainerName(jobID))
 		if err != nil {
-			p.runner.log.Warn("rename pool container after its submission", "container", shortID(b.id),
+			p.runner.log.Warn("rename pool container after its submission failed", "container", shortID(b.id),
 				"submission", jobID, "error", err)
 		}
 	}()
@@ -128,9 +128,10 @@ func (p *pool) refill(langID string) {
 			if full || p.ctx.Err() != nil {
 				return
 			}
-			// A cancelled create can leave a container the engine made but
-			// never named to us, so creation is not cancelled on close.
-			// close waits for it instead, and the check below removes it.
+			// A cancelled create can leave a container that the engine made
+			// but never reported, so closing the pool does not cancel the
+			// create. close waits for it instead, and the check below
+			// removes the new container.
 			createCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			b, err := p.runner.startContainer(createCtx, "", lp.lang, lp.memoryMB, lp.processes)
 			cancel()

@@ -32,7 +32,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -233,22 +232,22 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The container goes in the background, so the result is not held up
-	// by its removal; Close waits for it. The pool is refilled after the
+	// The container is removed in the background, so its removal does not
+	// delay the result. Close waits for it. The pool is refilled after the
 	// run for the same reason.
 	defer r.removeLater(b.id, job.ID)
 	if r.pool != nil && !job.NoPool {
 		defer r.pool.refill(lang.ID)
 	}
-	// A pooled container is renamed after the submission while it runs;
-	// the rename finishes before the result is returned.
+	// A pooled container is renamed after the submission while it runs.
+	// The rename finishes before the result is returned.
 	defer func() { <-renamed }()
 
 	result := &submission.Result{Stages: &submission.Stages{ContainerReadyAt: time.Now().UTC()}}
 	nonce := newNonce()
 	timeLimit := time.Duration(limits.TimeMS) * time.Millisecond
 	outputLimit := limits.OutputKB << 10
-	sj := sessionJob{
+	spec := sessionJob{
 		script:             jobScript(lang, limits, job.Args, len(job.Source), nonce, r.processLimitInside(limits.Processes)),
 		nonce:              nonce,
 		source:             job.Source,
@@ -260,10 +259,10 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		outputLimit:        outputLimit,
 	}
 	if cpuLimit := time.Duration(limits.CPUTimeMS) * time.Millisecond; !r.enforcesRlimitCPU() && cpuLimit < timeLimit {
-		sj.cpuLimit = cpuLimit
+		spec.cpuLimit = cpuLimit
 	}
-	if sj.compile && r.canUpdate() && (startMemoryMB != limits.MemoryMB || startProcesses != limits.Processes) {
-		sj.beforeRun = func(ctx context.Context) error {
+	if spec.compile && r.canUpdate() && (startMemoryMB != limits.MemoryMB || startProcesses != limits.Processes) {
+		spec.beforeRun = func(ctx context.Context) error {
 			err := r.setLimits(ctx, b.id, limits.MemoryMB, limits.Processes)
 			if err != nil {
 				return platformError("set the program's limits after compiling", err)
@@ -271,12 +270,12 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 			return nil
 		}
 	}
-	res, err := r.session(ctx, b, sj)
+	res, err := r.session(ctx, b, spec)
 	if err != nil {
 		return nil, err
 	}
 
-	if sj.compile {
+	if spec.compile {
 		result.CompileOutput = res.compileOutput
 		if result.CompileOutput == nil {
 			result.CompileOutput = []byte{}
@@ -284,7 +283,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (*submission.Result, error) {
 		result.CompileTimeMS = res.compileTime.Milliseconds()
 		if !res.compiled {
 			result.Verdict = submission.VerdictCompileError
-			result.Message = compileVerdict(res.compileOutcome, sj.compileTimeout, startMemoryMB)
+			result.Message = compileVerdict(res.compileOutcome, spec.compileTimeout, startMemoryMB)
 			result.Stdout, result.Stderr = []byte{}, []byte{}
 			return result, nil
 		}
@@ -380,6 +379,7 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	var b strings.Builder
 	b.WriteString(ackCommand(nonce) + "\n")
 	b.WriteString(peakFunction)
+
 	writeSource := "head -c " + strconv.Itoa(sourceSize) + " > " + shellQuote(lang.SourceFile)
 	if lang.Compile != "" {
 		// The compiler must not read stdin, which holds the go line and
@@ -391,6 +391,7 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	} else {
 		b.WriteString(writeSource + " || exit 125\n")
 	}
+
 	cpuSeconds := (limits.CPUTimeMS + 999) / 1000
 	// dash counts the file size limit in 512-byte blocks and takes one
 	// limit per ulimit call. The CPU hard limit is one second above the
@@ -402,6 +403,7 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 		// dash names RLIMIT_NPROC -p.
 		fmt.Fprintf(&b, "ulimit -p %d || exit 125\n", nproc)
 	}
+
 	b.WriteString("set --")
 	for _, arg := range args {
 		b.WriteString(" " + shellQuote(arg))
@@ -413,6 +415,7 @@ func jobScript(lang *catalog.Language, limits submission.Limits, args []string, 
 	// simple command's redirections in the shell while it waits.
 	b.WriteString("\nexec 4>&2 2>/dev/null\n")
 	b.WriteString("( " + lang.Run + ` "$@"` + " ) 2>&4 4>&-\nstatus=$?\n")
+
 	// The run lasts until every process the program started has ended, as
 	// for a fork bomb whose first process returns at once. The init
 	// process and this shell are the two entries left in the container's
@@ -440,23 +443,27 @@ func (r *Runner) Version(ctx context.Context, lang *catalog.Language) (string, e
 	}
 	defer r.removeLater(b.id, jobID)
 	nonce := newNonce()
-	res, err := r.session(ctx, b, sessionJob{
+	spec := sessionJob{
 		script:      ackCommand(nonce) + "\nexec 2>&1\n" + lang.Version + "\n",
 		nonce:       nonce,
 		runTimeout:  r.compileTime(lang),
 		outputLimit: 4096,
-	})
+	}
+	res, err := r.session(ctx, b, spec)
 	if err != nil {
 		return "", err
 	}
 	output, _ := res.stdout.Bytes()
-	if res.run.ExitCode != 0 || res.run.TimedOut {
+	if res.run.TimedOut {
+		return "", fmt.Errorf("version command %q timed out after %s", lang.Version, spec.runTimeout)
+	}
+	if res.run.ExitCode != 0 {
 		return "", fmt.Errorf("version command %q exited with status %d: %s",
 			lang.Version, res.run.ExitCode, strings.TrimSpace(string(output)))
 	}
 	version := lang.ParseVersion(string(output))
 	if version == "" {
-		return "", errors.New("version command printed nothing")
+		return "", fmt.Errorf("version command %q printed no version: %q", lang.Version, output)
 	}
 	return version, nil
 }

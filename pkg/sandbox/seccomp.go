@@ -11,8 +11,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// deniedSyscalls are allowed by Docker's default seccomp profile on
-// kernels from 4.8 on, but a sandboxed program has no use for them. They
+// deniedSyscalls are allowed by Docker's default seccomp profile
+// (github.com/moby/profiles/seccomp v0.1.0) on kernels from 4.8 on, but a sandboxed program has no use for them. They
 // let a process read and change the memory of another process of the same
 // user, such as the container's init process.
 var deniedSyscalls = []string{"ptrace", "process_vm_readv", "process_vm_writev"}
@@ -52,7 +52,8 @@ func seccompProfile(runtime string) string {
 	})
 	data, err := json.Marshal(profile)
 	if err != nil {
-		// The profile is static data of plain types, so this cannot fail.
+		// json.Marshal fails only on channels, functions, cycles and
+		// non-finite floats, and the profile's types contain none of them.
 		panic(fmt.Sprintf("encode seccomp profile: %v", err))
 	}
 	return string(data)
@@ -76,8 +77,8 @@ func (r *Runner) CheckRuntime(ctx context.Context) error {
 			r.config.Runtime)
 	}
 	if r.config.Runtime == "runsc" && !slices.Contains(runtime.Args, "--oci-seccomp") {
-		return errors.New("the engine runs runsc without --oci-seccomp, so gVisor would ignore the sandbox's seccomp profile; " +
-			"add it to the runtimeArgs of runsc in /etc/docker/daemon.json (docs/security.md)")
+		return errors.New("the engine runs runsc without --oci-seccomp, so gVisor would ignore the sandbox's seccomp profile. " +
+			"Add it to the runtimeArgs of runsc in /etc/docker/daemon.json (docs/security.md)")
 	}
 	return nil
 }
