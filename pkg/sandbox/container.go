@@ -34,6 +34,11 @@ const (
 	runscPidsBase       = 64
 )
 
+// startTimeout bounds the creation of a container, and for a pool
+// container its whole start, so a pool container still in the created state
+// after it will never be started.
+const startTimeout = time.Minute
+
 // pidsLimit returns the pids cgroup limit of a sandbox whose program may
 // have the given number of processes.
 func (r *Runner) pidsLimit(processes int) int64 {
@@ -52,7 +57,7 @@ func (r *Runner) startContainer(ctx context.Context, jobID string, lang *catalog
 	// A create cancelled in flight can leave a container that the engine
 	// made but never reported. The create therefore ignores the job's
 	// cancellation, and the new container is removed if the job ended.
-	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	created, err := r.docker.ContainerCreate(createCtx, config, host, nil, nil, name)
 	cancel()
 	if err != nil {
@@ -209,7 +214,8 @@ func (r *Runner) RemoveSubmissionContainers(ctx context.Context, submissionID st
 // submission name yet, may belong to another worker on the same engine,
 // so it is removed only after twice the pool's idle timeout. One that has
 // exited lost its worker, whose closed connection ended its main process,
-// so it is removed at once.
+// so it is removed at once. One still in the created state after
+// startTimeout lost its worker during the start, so it is removed too.
 func (r *Runner) Sweep(ctx context.Context, maxAge time.Duration) (int, error) {
 	return r.removeMatching(ctx, filters.NewArgs(filters.Arg("label", LabelSubmission)), maxAge)
 }
@@ -224,6 +230,9 @@ func (r *Runner) minAgeToSweep(c container.Summary, maxAge time.Duration) time.D
 	}
 	if idlePool && c.State == "exited" {
 		return 0
+	}
+	if idlePool && c.State == "created" {
+		return min(maxAge, startTimeout)
 	}
 	if idlePool {
 		return max(maxAge, 2*r.config.PoolIdleTimeout)

@@ -132,7 +132,7 @@ func (p *pool) refill(langID string) {
 			// but never reported, so closing the pool does not cancel the
 			// create. close waits for it instead, and the check below
 			// removes the new container.
-			createCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			createCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
 			b, err := p.runner.startContainer(createCtx, "", lp.lang, lp.memoryMB, lp.processes)
 			cancel()
 			if err != nil {
