@@ -17,28 +17,47 @@ import (
 
 // reconcileSettings configure the reconciler.
 type reconcileSettings struct {
-	// interval is the time between two passes across all workers.
+	// interval is the time between two passes, counted across all workers.
 	interval time.Duration
-	// minAge spares submissions younger than this, whose task the API may
-	// not have enqueued yet.
+	// minAge is the age below which a submission is not checked, because
+	// the API may not have enqueued its task yet.
 	minAge time.Duration
 	// maxAge is the age at which an unfinished submission is failed,
-	// whatever its task's state.
+	// whatever the state of its task.
 	maxAge time.Duration
 }
 
-// reconcileLock is the lock that lets one worker per interval reconcile.
+// reconcileLock is the name of the lock that lets one worker per interval
+// run a pass.
 const reconcileLock = "reconcile"
 
-// reconcilePage is how many submission ids one read of the pending set
-// returns.
+// reconcilePage is the max number of submission ids that one read of the
+// pending set returns.
 const reconcilePage = 200
+
+// checkOutcome is the result of checking one submission.
+type checkOutcome int
+
+const (
+	// outcomeUnchanged means that the submission needed no repair, or that
+	// another worker stored its result first.
+	outcomeUnchanged checkOutcome = iota
+	// outcomeForgotten means that the submission was done or expired, and
+	// its id was removed from the pending set.
+	outcomeForgotten
+	// outcomeRequeued means that a new task was enqueued. The id stays in
+	// the pending set.
+	outcomeRequeued
+	// outcomeFailed means that an internal error was stored as the result,
+	// which removed the id from the pending set.
+	outcomeFailed
+)
 
 // reconciler repairs unfinished submissions that no queue task will
 // finish. It enqueues a new task when the old one is gone. It stores an
 // internal error when the queue gave up on the task or the submission is
 // older than maxAge. Each worker runs one, and a Redis lock lets one of
-// them do a pass per interval. Every repair is safe to repeat, because
+// them run a pass per interval. Every repair is safe to repeat, because
 // Finish stores only the first result and Enqueue accepts an existing task.
 type reconciler struct {
 	store     *store.Store
@@ -60,7 +79,7 @@ func newReconciler(s *store.Store, rdb redis.UniversalClient, owner string, sett
 	}
 }
 
-// run does a pass at start and then every interval until ctx ends.
+// run runs a pass at start and then every interval until ctx ends.
 func (r *reconciler) run(ctx context.Context) {
 	ticker := time.NewTicker(r.settings.interval)
 	defer ticker.Stop()
@@ -74,20 +93,24 @@ func (r *reconciler) run(ctx context.Context) {
 	}
 }
 
+// passIfLocked runs a pass if this worker gets the reconcile lock.
 func (r *reconciler) passIfLocked(ctx context.Context) {
-	taken, err := r.store.TryLock(ctx, reconcileLock, r.owner, r.settings.interval)
+	acquired, err := r.store.TryLock(ctx, reconcileLock, r.owner, r.settings.interval)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.log.Warn("reconcile pass skipped: taking its lock failed", "error", err)
+			r.log.Warn("reconcile pass skipped: acquiring its lock failed", "error", err)
 		}
 		return
 	}
-	if !taken {
+	if !acquired {
 		return
 	}
+
 	checked, repaired, err := r.pass(ctx, time.Now())
-	if err != nil && ctx.Err() == nil {
-		r.log.Warn("reconcile pass stopped early", "checked", checked, "repaired", repaired, "error", err)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("reconcile pass stopped early", "checked", checked, "repaired", repaired, "error", err)
+		}
 		return
 	}
 	if repaired > 0 {
@@ -99,19 +122,27 @@ func (r *reconciler) passIfLocked(ctx context.Context) {
 // how many it checked and repaired.
 func (r *reconciler) pass(ctx context.Context, now time.Time) (checked, repaired int, err error) {
 	before := now.Add(-r.settings.minAge)
-	for offset := int64(0); ; offset += reconcilePage {
+	// offset counts only the checked ids that are still in the pending set,
+	// so the ids that this pass removes do not make it skip others.
+	// Submissions that other workers finish during the pass can still make
+	// it skip a few, which the next pass checks.
+	var offset int64
+	for {
 		ids, err := r.store.Pending(ctx, before, offset, reconcilePage)
 		if err != nil {
 			return checked, repaired, err
 		}
 		for _, id := range ids {
-			fixed, err := r.check(ctx, id, now)
+			outcome, err := r.check(ctx, id, now)
 			if err != nil {
 				return checked, repaired, err
 			}
 			checked++
-			if fixed {
+			if outcome == outcomeRequeued || outcome == outcomeFailed {
 				repaired++
+			}
+			if outcome == outcomeUnchanged || outcome == outcomeRequeued {
+				offset++
 			}
 		}
 		if len(ids) < reconcilePage {
@@ -120,20 +151,20 @@ func (r *reconciler) pass(ctx context.Context, now time.Time) (checked, repaired
 	}
 }
 
-// check repairs one submission if it needs it and reports whether it did.
-// An error means Redis could not be read and ends the pass.
-func (r *reconciler) check(ctx context.Context, id string, now time.Time) (bool, error) {
+// check repairs one submission if it needs a repair. An error means Redis
+// could not be read or written, and it ends the pass.
+func (r *reconciler) check(ctx context.Context, id string, now time.Time) (checkOutcome, error) {
 	log := r.log.With("submission", id)
 	sub, err := r.store.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		log.Info("forget expired submission in the pending set")
-		return false, r.store.ForgetPending(ctx, id)
+		log.Info("removing expired submission from the pending set")
+		return outcomeForgotten, r.store.ForgetPending(ctx, id)
 	}
 	if err != nil {
-		return false, err
+		return outcomeUnchanged, err
 	}
 	if sub.Status == submission.StatusDone {
-		return false, r.store.ForgetPending(ctx, id)
+		return outcomeForgotten, r.store.ForgetPending(ctx, id)
 	}
 	log = log.With("status", sub.Status, "attempts", sub.Attempts,
 		"age", now.Sub(sub.CreatedAt).Round(time.Second).String())
@@ -141,7 +172,7 @@ func (r *reconciler) check(ctx context.Context, id string, now time.Time) (bool,
 	info, err := r.inspector.GetTaskInfo(queue.Name, id)
 	lost := errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
 	if err != nil && !lost {
-		return false, fmt.Errorf("read task of submission %s: %w", id, err)
+		return outcomeUnchanged, fmt.Errorf("read task of submission %s: %w", id, err)
 	}
 	overdue := now.Sub(sub.CreatedAt) > r.settings.maxAge
 
@@ -157,55 +188,60 @@ func (r *reconciler) check(ctx context.Context, id string, now time.Time) (bool,
 	case lost:
 		return r.enqueueAgain(ctx, log, sub, "its queue task was lost")
 	case info.State == asynq.TaskStateArchived:
-		reason := fmt.Sprintf("the queue gave up on this submission (attempts started: %d)", sub.Attempts)
+		reason := fmt.Sprintf("the queue gave up on this submission after %d started attempts", sub.Attempts)
 		if info.LastErr != "" {
-			reason += "; the last attempt failed with: " + info.LastErr
+			reason += ". The last attempt failed with: " + info.LastErr
 		}
 		return r.fail(ctx, log, sub, reason, info)
 	case info.State == asynq.TaskStateCompleted:
 		return r.fail(ctx, log, sub, "its queue task completed without storing a result", info)
 	}
-	return false, nil
+	return outcomeUnchanged, nil
 }
 
-func (r *reconciler) enqueueAgain(ctx context.Context, log *slog.Logger, sub *submission.Submission, reason string) (bool, error) {
+// enqueueAgain enqueues a new task for a submission whose task was lost,
+// and sets a running submission back to queued.
+func (r *reconciler) enqueueAgain(ctx context.Context, log *slog.Logger, sub *submission.Submission, reason string) (checkOutcome, error) {
 	if err := queue.Enqueue(ctx, r.client, sub.ID, queue.TaskTimeout); err != nil {
-		return false, err
+		return outcomeUnchanged, err
 	}
 	if sub.Status == submission.StatusRunning {
 		if err := r.store.Requeue(ctx, sub.ID, sub.Attempts); err != nil {
-			log.Warn("set submission back to queued", "error", err)
+			log.Warn("set submission back to queued failed", "error", err)
 		}
 	}
 	log.Warn("repaired submission: enqueued it again", "reason", reason)
-	return true, nil
+	return outcomeRequeued, nil
 }
 
 // fail stores an internal error as the final result. A task that is still
-// waiting is deleted first, so no worker starts it for nothing. An active
-// task is left to end, and its result is then not stored.
-func (r *reconciler) fail(ctx context.Context, log *slog.Logger, sub *submission.Submission, reason string, info *asynq.TaskInfo) (bool, error) {
+// waiting is deleted first, so that no worker starts it for nothing. An
+// active task is left to end, and its result is then not stored.
+func (r *reconciler) fail(ctx context.Context, log *slog.Logger, sub *submission.Submission, reason string, info *asynq.TaskInfo) (checkOutcome, error) {
 	if info != nil && (info.State == asynq.TaskStatePending || info.State == asynq.TaskStateScheduled ||
 		info.State == asynq.TaskStateRetry) {
 		if err := r.inspector.DeleteTask(queue.Name, sub.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			log.Warn("failed to delete the queue task of a failed submission, so a worker will take it and skip it",
+			log.Warn("delete queue task of failed submission failed; a worker will take the task and skip it",
 				"error", err)
 		}
 	}
+
 	stored, err := r.store.Finish(ctx, sub.ID, &submission.Result{
 		Verdict: submission.VerdictInternalError,
 		Message: reason,
 		Worker:  r.owner,
 	}, time.Now())
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		// The submission expired, and Finish removed its id from the
+		// pending set.
+		return outcomeForgotten, nil
 	}
 	if err != nil {
-		return false, err
+		return outcomeUnchanged, err
 	}
 	if !stored {
-		return false, nil
+		return outcomeUnchanged, nil
 	}
 	log.Warn("repaired submission: stored an internal error", "reason", reason)
-	return true, nil
+	return outcomeFailed, nil
 }
