@@ -82,9 +82,10 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # dockerd reloads its runtimes on SIGHUP, so a running engine needs no
-# restart.
-if $engine_config_changed && pidof dockerd >/dev/null; then
-  kill -HUP "$(pidof dockerd)"
+# restart. The pid comes from the host engine's pid file, because pidof also
+# lists the engines inside Docker-in-Docker containers.
+if $engine_config_changed && [ -s /var/run/docker.pid ]; then
+  kill -HUP "$(cat /var/run/docker.pid)"
   for _ in $(seq 1 20); do
     docker info -f '{{json .Runtimes}}' 2>/dev/null | grep -q runsc && break
     sleep 0.5

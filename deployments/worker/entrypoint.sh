@@ -177,7 +177,9 @@ log "engine ready in $((SECONDS - start))s: $(docker info -f 'ID {{.ID}}, storag
 
 # Loads the archives selected by RUNBOX_LANGUAGES. Each archive <id>.tar
 # comes with <id>.image, one line "<tag> <image ID>", written by
-# `make compose-images`; an image whose tag already has that ID is skipped.
+# `make compose-images`. An image whose tag already has that ID is skipped.
+# The caller runs this in an if, where set -e does not apply, so every
+# failure returns 1 explicitly.
 load_images() {
   local ids=() id archive tag want have loaded=0 skipped=0 start=$SECONDS
   if [ ! -d "$image_dir" ]; then
@@ -201,14 +203,22 @@ load_images() {
       log "language '$id' has no archive $archive or $image_dir/$id.image; run 'make compose-images LANGUAGES=$id'"
       return 1
     fi
-    read -r tag want < "$image_dir/$id.image"
+    tag='' want=''
+    read -r tag want < "$image_dir/$id.image" || true
+    if [ -z "$want" ]; then
+      log "$image_dir/$id.image is not one line \"<tag> <image ID>\"; run 'make compose-images LANGUAGES=$id'"
+      return 1
+    fi
     have=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
     if [ "$have" = "$want" ]; then
       skipped=$((skipped + 1))
       continue
     fi
     log "loading $tag from $archive"
-    docker load -q -i "$archive" >/dev/null
+    if ! docker load -q -i "$archive" >/dev/null; then
+      log "loading $archive failed"
+      return 1
+    fi
     loaded=$((loaded + 1))
   done
   log "images ready in $((SECONDS - start))s: $loaded loaded, $skipped already present"
