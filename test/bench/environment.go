@@ -19,7 +19,8 @@ import (
 	"github.com/runbox/runbox/pkg/submission"
 )
 
-// environment is the Redis, API and worker processes the benchmark runs.
+// environment is the set of Redis, API and worker processes that the
+// benchmark starts, with the temporary directory for their binaries and logs.
 type environment struct {
 	dir     string
 	baseURL string
@@ -29,6 +30,7 @@ type environment struct {
 	client  *http.Client
 }
 
+// freePort returns a TCP port on the loopback interface that is free now.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,6 +40,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// startEnvironment builds runbox-api and runbox-worker, starts Redis, the
+// worker and the API on free loopback ports, and waits until the API is healthy.
 func startEnvironment(root string, parallel int) (*environment, error) {
 	dir, err := os.MkdirTemp("", "runbox-bench")
 	if err != nil {
@@ -81,19 +85,24 @@ func startEnvironment(root string, parallel int) (*environment, error) {
 	return env, env.waitHealthy(time.Minute)
 }
 
+// start starts cmd with its output in logPath. The process gets SIGTERM when
+// the benchmark exits, so that a log.Fatal, which skips environment.stop,
+// does not leave it running.
 func start(cmd *exec.Cmd, logPath string) error {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	return cmd.Start()
 }
 
+// waitHealthy polls /healthz until it returns 200 or the timeout passes.
 func (e *environment) waitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(e.baseURL + "/healthz")
+		resp, err := e.client.Get(e.baseURL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -102,10 +111,11 @@ func (e *environment) waitHealthy(timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("api not healthy within %s; logs in %s", timeout, e.dir)
+	return fmt.Errorf("API not healthy after %s: see the logs in %s", timeout, e.dir)
 }
 
-// stop ends the processes in order and removes the temporary directory.
+// stop sends SIGTERM to the API, the worker and Redis in turn, kills any
+// that has not exited after 40 s, and removes the temporary directory.
 func (e *environment) stop() {
 	for _, cmd := range []*exec.Cmd{e.api, e.worker, e.redis} {
 		if cmd == nil || cmd.Process == nil {
@@ -128,6 +138,7 @@ func (e *environment) rss() (int, int) {
 	return processRSS(e.api.Process.Pid), processRSS(e.worker.Process.Pid)
 }
 
+// processRSS returns the VmRSS of a process in KiB, or 0 when it cannot be read.
 func processRSS(pid int) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -144,8 +155,8 @@ func processRSS(pid int) int {
 
 var helloRequest = submission.Request{Language: "python", Source: "print('hello')\n"}
 
-// submit posts a request; it returns the id, or "" with the HTTP status
-// when the API did not accept it.
+// submit posts a request and returns the id and the HTTP status. The id is
+// "" when the API did not accept the request.
 func (e *environment) submit(req submission.Request) (string, int, error) {
 	body, _ := json.Marshal(req)
 	resp, err := e.client.Post(e.baseURL+"/api/v1/submissions", "application/json", bytes.NewReader(body))
@@ -168,7 +179,8 @@ func (e *environment) submit(req submission.Request) (string, int, error) {
 // stops the benchmark instead of hanging it.
 const awaitTimeout = 5 * time.Minute
 
-// await long-polls until the submission is done and returns it.
+// await long-polls until the submission is done and returns it. It retries
+// 5xx responses and returns an error for any other status but 200.
 func (e *environment) await(id string) (submission.View, error) {
 	deadline := time.Now().Add(awaitTimeout)
 	for time.Now().Before(deadline) {
@@ -176,6 +188,18 @@ func (e *environment) await(id string) (submission.View, error) {
 		if err != nil {
 			return submission.View{}, err
 		}
+		if resp.StatusCode != http.StatusOK {
+			data, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			resp.Body.Close()
+			if resp.StatusCode >= 500 {
+				// The API could not read the submission this time. Retry after
+				// a pause instead of polling in a tight loop.
+				time.Sleep(time.Second)
+				continue
+			}
+			return submission.View{}, fmt.Errorf("GET submission %s: HTTP %d: %s", id, resp.StatusCode, bytes.TrimSpace(data))
+		}
+
 		var view submission.View
 		err = json.NewDecoder(resp.Body).Decode(&view)
 		resp.Body.Close()
@@ -189,6 +213,7 @@ func (e *environment) await(id string) (submission.View, error) {
 	return submission.View{}, fmt.Errorf("submission %s not done within %s", id, awaitTimeout)
 }
 
+// warmUp runs n submissions to completion without timing them.
 func (e *environment) warmUp(n int) {
 	for i := 0; i < n; i++ {
 		id, status, err := e.submit(helloRequest)

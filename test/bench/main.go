@@ -4,18 +4,18 @@
 // It builds the two programs, starts its own Redis (Debian's redis-server)
 // on a free loopback port, one worker and the API, and then measures:
 //
-//   - the baseline: `docker run --rm runbox/python python3 -c ...`, one at a
-//     time, and a loop of them at the worker's parallelism;
-//   - Runbox end to end, one submission at a time, from POST to the result
-//     being visible to a long-polling client, split by stage. The
-//     baseline and this series pause before each run (-pause), because a
-//     single user's latency is measured with a refilled pool. A second,
-//     shorter series without pauses shows the cost of an empty pool;
-//   - sustained throughput at increasing arrival rates;
-//   - a burst of 1000 submissions.
+//   - The baseline: `docker run --rm runbox/python python3 -c ...`, one at a
+//     time, and a loop of them at the worker's parallelism.
+//   - Runbox end to end, one submission at a time, from POST until a
+//     long-polling client sees the result, split by stage. The baseline and
+//     this series pause before each run (-pause), so that each run measures
+//     a single user's latency with a refilled pool. A second, shorter series
+//     without pauses shows the cost of an empty pool.
+//   - Sustained throughput at increasing arrival rates.
+//   - A burst of submissions (-burst, 1000 by default).
 //
-// Every number is printed as a ratio to the baseline measured in this run.
-// `make bench` runs it after `make setup images`.
+// The main Runbox figures are also printed as ratios to the baseline
+// measured in the same run. `make bench` runs it after `make setup images`.
 package main
 
 import (
@@ -28,14 +28,14 @@ import (
 )
 
 func main() {
-	sequential := flag.Int("n", 100, "submissions measured one at a time")
-	baselineRuns := flag.Int("baseline", 20, "docker run --rm repetitions of the baseline")
+	sequential := flag.Int("n", 100, "number of submissions measured one at a time")
+	baselineRuns := flag.Int("baseline", 20, "number of timed docker run --rm runs in the baseline")
 	parallel := flag.Int("parallel", 2, "worker concurrency and baseline loop parallelism")
-	burst := flag.Int("burst", 1000, "submissions in the burst")
+	burst := flag.Int("burst", 1000, "number of submissions in the burst")
 	pause := flag.Duration("pause", 500*time.Millisecond,
-		"pause before each one-at-a-time run, baseline and Runbox alike, long enough for the pool to replace the container the last run used")
-	rateSeconds := flag.Duration("rate-duration", 10*time.Second, "how long each arrival rate lasts")
-	out := flag.String("out", "docs/benchmarks.md", "report file; empty prints only")
+		"pause before each one-at-a-time run, baseline and Runbox alike, meant to be long enough for the pool to replace the container that the last run used")
+	rateDuration := flag.Duration("rate-duration", 10*time.Second, "duration of each arrival rate")
+	out := flag.String("out", "docs/benchmarks.md", "report file, relative to the repository root (empty: print the report only)")
 	flag.Parse()
 
 	root, err := findRoot()
@@ -64,8 +64,8 @@ func main() {
 	report.BackToBack, _ = env.measureSequential(*sequential/2, 0)
 
 	for _, rate := range []float64{2, 4, 8, 16} {
-		log.Printf("runbox sustained: %.0f submissions/s for %s", rate, *rateSeconds)
-		report.Rates = append(report.Rates, env.measureRate(rate, *rateSeconds))
+		log.Printf("runbox sustained: %.0f submissions/s for %s", rate, *rateDuration)
+		report.Rates = append(report.Rates, env.measureRate(rate, *rateDuration))
 	}
 	log.Printf("runbox burst: %d submissions", *burst)
 	report.Burst = env.measureBurst(*burst)
@@ -80,7 +80,8 @@ func main() {
 	}
 }
 
-// findRoot returns the repository root: the nearest parent with go.mod.
+// findRoot returns the repository root, the nearest directory at or above
+// the working directory that contains go.mod.
 func findRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -92,7 +93,7 @@ func findRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
+			return "", fmt.Errorf("no go.mod found in or above the working directory: run the benchmark inside the repository")
 		}
 		dir = parent
 	}

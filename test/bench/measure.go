@@ -14,9 +14,11 @@ import (
 // pythonImage is the image both the baseline and Runbox run.
 const pythonImage = "runbox/python:latest"
 
-// latencies summarises durations by percentile.
+// latencies is a series of measured durations.
 type latencies []time.Duration
 
+// percentile returns the duration at the rounded index p/100*(n-1) of the
+// n sorted durations, or 0 when there are none. p is from 0 to 100.
 func (l latencies) percentile(p float64) time.Duration {
 	if len(l) == 0 {
 		return 0
@@ -27,6 +29,7 @@ func (l latencies) percentile(p float64) time.Duration {
 	return sorted[index]
 }
 
+// dockerRunOnce times one `docker run --rm` of a Python hello world.
 func dockerRunOnce() (time.Duration, error) {
 	start := time.Now()
 	cmd := exec.Command("docker", "run", "--rm", "--network", "none", pythonImage,
@@ -35,8 +38,9 @@ func dockerRunOnce() (time.Duration, error) {
 	return time.Since(start), err
 }
 
-// measureBaseline times `docker run --rm` of the Python image, one at a
-// time with a pause before each.
+// measureBaseline times n runs of `docker run --rm` of the Python image, one
+// at a time with a pause before each. A first, untimed run checks that the
+// image exists.
 func measureBaseline(n int, pause time.Duration) latencies {
 	if _, err := dockerRunOnce(); err != nil {
 		log.Fatalf("baseline docker run of %s: %v", pythonImage, err)
@@ -53,8 +57,8 @@ func measureBaseline(n int, pause time.Duration) latencies {
 	return out
 }
 
-// measureBaselineThroughput runs total `docker run --rm` in parallel loops
-// and returns runs per second.
+// measureBaselineThroughput runs `docker run --rm` total times in parallel
+// loops and returns the runs per second.
 func measureBaselineThroughput(parallel, total int) float64 {
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -74,14 +78,14 @@ func measureBaselineThroughput(parallel, total int) float64 {
 	return float64(total) / time.Since(start).Seconds()
 }
 
-// stageLatencies are the durations from POST to each stage.
+// stageLatencies contains the durations from the POST to each stage.
 type stageLatencies struct {
 	Accepted, PickedUp, ContainerReady, Exited, Stored, Visible latencies
 }
 
-// measureSequential submits one hello world at a time, with a pause before
-// each, and records the time from POST to each stage, and to the result
-// being visible to the client.
+// measureSequential submits n hello worlds one at a time, with a pause before
+// each. It returns the time from POST until the client sees the result, and
+// the time from POST to each stage.
 func (e *environment) measureSequential(n int, pause time.Duration) (latencies, stageLatencies) {
 	var total latencies
 	var stages stageLatencies
@@ -102,8 +106,8 @@ func (e *environment) measureSequential(n int, pause time.Duration) (latencies, 
 			log.Fatalf("submission %s ended %s: %s", id, view.Verdict, view.Message)
 		}
 		total = append(total, visible)
-		// The server's stage times share this machine's clock, so they
-		// are measured from the client's POST.
+		// The API and the worker run on this machine and share its clock,
+		// so their stage timestamps are measured from the client's POST.
 		stages.Accepted = append(stages.Accepted, accepted)
 		if view.StartedAt != nil && view.FinishedAt != nil && view.Stages != nil {
 			offset := func(t time.Time) time.Duration { return t.Sub(start) }
@@ -119,16 +123,21 @@ func (e *environment) measureSequential(n int, pause time.Duration) (latencies, 
 
 // rateResult is the outcome of one arrival rate.
 type rateResult struct {
-	Rate       float64
-	Submitted  int
-	Rejected   int
+	Rate      float64
+	Submitted int
+	// Rejected counts the submissions that the API did not accept or that
+	// could not be sent.
+	Rejected int
+	// Completed counts the accepted submissions that finished. An accepted
+	// submission whose wait failed is in neither count.
 	Completed  int
 	Throughput float64
 	P50, P99   time.Duration
 }
 
 // measureRate submits at a fixed rate for the duration, then waits for all
-// accepted submissions to finish.
+// accepted submissions to finish. Throughput divides the completed count by
+// the time from the start of the series until every wait has ended.
 func (e *environment) measureRate(rate float64, duration time.Duration) rateResult {
 	interval := time.Duration(float64(time.Second) / rate)
 	res := rateResult{Rate: rate}
@@ -174,7 +183,7 @@ type burstResult struct {
 }
 
 // measureBurst posts n submissions as fast as 64 clients can, then waits
-// for every accepted one.
+// for every accepted one, with at most 128 waits at a time.
 func (e *environment) measureBurst(n int) burstResult {
 	res := burstResult{Sent: n}
 	ids := make(chan string, n)
@@ -207,13 +216,13 @@ func (e *environment) measureBurst(n int) burstResult {
 	res.SubmitTime = time.Since(start)
 	var completed atomic.Int64
 	var waiters sync.WaitGroup
-	sem := make(chan struct{}, 128)
+	slots := make(chan struct{}, 128)
 	for id := range ids {
 		waiters.Add(1)
-		sem <- struct{}{}
+		slots <- struct{}{}
 		go func() {
 			defer waiters.Done()
-			defer func() { <-sem }()
+			defer func() { <-slots }()
 			if view, err := e.await(id); err == nil && view.Status == submission.StatusDone {
 				completed.Add(1)
 			}

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// report holds every measurement of one benchmark run.
+// report contains every measurement of one benchmark run and a description
+// of the machine it ran on.
 type report struct {
 	Started            time.Time
 	Parallel           int
@@ -27,6 +28,8 @@ type report struct {
 	APIRSS, WorkerRSS int
 }
 
+// commandOutput returns the first line of a command's output, or "unknown"
+// when the command fails.
 func commandOutput(name string, args ...string) string {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -35,6 +38,8 @@ func commandOutput(name string, args ...string) string {
 	return strings.TrimSpace(strings.Split(string(out), "\n")[0])
 }
 
+// describeMachine records the CPU, kernel, Docker, Go and Redis versions and
+// the load average.
 func (r *report) describeMachine() {
 	cpu := "unknown"
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -55,8 +60,9 @@ func (r *report) describeMachine() {
 	}
 }
 
-// loadAverage returns the first three fields of /proc/loadavg, since other
-// work on the machine skews every figure.
+// loadAverage returns the 1, 5 and 15 minute load averages from
+// /proc/loadavg. The report records them because other work on the machine
+// skews every figure.
 func loadAverage() string {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -69,17 +75,28 @@ func loadAverage() string {
 	return strings.Join(fields[:3], ", ")
 }
 
-func ms(d time.Duration) string {
+// formatMS formats a duration in milliseconds with one decimal.
+func formatMS(d time.Duration) string {
 	return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000)
 }
 
-func ratio(d, base time.Duration) string {
+// formatRatio formats d/base with two decimals, or "n/a" when base is 0.
+func formatRatio(d, base time.Duration) string {
 	if base == 0 {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f", float64(d)/float64(base))
 }
 
+// writeLatencyRow writes one row of the one-at-a-time table, with the p50
+// as a ratio to the baseline p50.
+func writeLatencyRow(b *strings.Builder, name string, l latencies, base50 time.Duration) {
+	fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", name, len(l),
+		formatMS(l.percentile(50)), formatMS(l.percentile(90)), formatMS(l.percentile(99)),
+		formatRatio(l.percentile(50), base50))
+}
+
+// markdown renders the report as the Markdown page docs/benchmarks.md.
 func (r *report) markdown() string {
 	var b strings.Builder
 	base50 := r.Baseline.percentile(50)
@@ -94,17 +111,12 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "## Python hello world, one at a time\n\n")
 	fmt.Fprintf(&b, "Baseline: `docker run --rm --network none %s python3 -c \"print('hello')\"`.\n", pythonImage)
 	fmt.Fprintf(&b, "Runbox: POST of `print('hello')` until a long-polling client sees the result.\n")
-	fmt.Fprintf(&b, "The baseline and the first Runbox series pause %s before each run, so each of those Runbox runs finds a refilled pool.\n\n", r.Pause)
+	fmt.Fprintf(&b, "The baseline and the first Runbox series pause %s before each run, so that the pool can refill as it would between a single user's runs.\n\n", r.Pause)
 	fmt.Fprintf(&b, "| | runs | p50 ms | p90 ms | p99 ms | p50 / baseline p50 |\n|---|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| docker run --rm | %d | %s | %s | %s | 1.00 |\n", len(r.Baseline),
-		ms(base50), ms(r.Baseline.percentile(90)), ms(r.Baseline.percentile(99)))
-	fmt.Fprintf(&b, "| Runbox end to end | %d | %s | %s | %s | %s |\n", len(r.Sequential),
-		ms(r.Sequential.percentile(50)), ms(r.Sequential.percentile(90)), ms(r.Sequential.percentile(99)),
-		ratio(r.Sequential.percentile(50), base50))
-	fmt.Fprintf(&b, "| Runbox end to end, back to back without the pause | %d | %s | %s | %s | %s |\n\n", len(r.BackToBack),
-		ms(r.BackToBack.percentile(50)), ms(r.BackToBack.percentile(90)), ms(r.BackToBack.percentile(99)),
-		ratio(r.BackToBack.percentile(50), base50))
-	fmt.Fprintf(&b, "Back to back, each run waits for the container that the previous run's refill is still creating.\n\n")
+	writeLatencyRow(&b, "docker run --rm", r.Baseline, base50)
+	writeLatencyRow(&b, "Runbox end to end", r.Sequential, base50)
+	writeLatencyRow(&b, "Runbox end to end, back to back without the pause", r.BackToBack, base50)
+	fmt.Fprintf(&b, "\nBack to back, a run can find the pool empty and wait for the container that the previous run's refill is still creating.\n\n")
 
 	fmt.Fprintf(&b, "Time from POST until each stage (p50 / p99 ms):\n\n| stage | p50 | p99 |\n|---|---|---|\n")
 	for _, stage := range []struct {
@@ -118,7 +130,7 @@ func (r *report) markdown() string {
 		{"result stored", r.Stages.Stored},
 		{"result visible to the client", r.Stages.Visible},
 	} {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", stage.name, ms(stage.l.percentile(50)), ms(stage.l.percentile(99)))
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", stage.name, formatMS(stage.l.percentile(50)), formatMS(stage.l.percentile(99)))
 	}
 
 	fmt.Fprintf(&b, "\n## Sustained throughput\n\n")
@@ -127,18 +139,21 @@ func (r *report) markdown() string {
 	for _, rate := range r.Rates {
 		fmt.Fprintf(&b, "| %.0f | %d | %d | %d | %.2f | %.2f | %s | %s |\n", rate.Rate, rate.Submitted,
 			rate.Rejected, rate.Completed, rate.Throughput, rate.Throughput/r.BaselineThroughput,
-			ms(rate.P50), ms(rate.P99))
+			formatMS(rate.P50), formatMS(rate.P99))
 	}
+	fmt.Fprintf(&b, "\nThe rejected column counts the submissions that the API did not accept or that could not be sent.\n")
 
-	bu := r.Burst
-	fmt.Fprintf(&b, "\n## Burst\n\n%d submissions posted by 64 clients at once: %d accepted, %d rejected with 429/503, %d failed; ",
-		bu.Sent, bu.Accepted, bu.Rejected, bu.Failed)
-	fmt.Fprintf(&b, "%d of the accepted finished. Posting took %s; the last result came %s after the first POST ",
-		bu.Completed, bu.SubmitTime.Round(time.Millisecond), bu.DrainTime.Round(time.Millisecond))
-	if bu.DrainTime > 0 {
-		fmt.Fprintf(&b, "(%.2f completed/s, %.2f × the baseline loop).\n", float64(bu.Completed)/bu.DrainTime.Seconds(),
-			float64(bu.Completed)/bu.DrainTime.Seconds()/r.BaselineThroughput)
+	burst := r.Burst
+	fmt.Fprintf(&b, "\n## Burst\n\n%d submissions posted by 64 clients at once: %d accepted, %d rejected with 429/503, %d failed. ",
+		burst.Sent, burst.Accepted, burst.Rejected, burst.Failed)
+	fmt.Fprintf(&b, "%d of the accepted finished. Posting took %s, and the last result came %s after the first POST",
+		burst.Completed, burst.SubmitTime.Round(time.Millisecond), burst.DrainTime.Round(time.Millisecond))
+	if burst.DrainTime > 0 {
+		completedPerSecond := float64(burst.Completed) / burst.DrainTime.Seconds()
+		fmt.Fprintf(&b, " (%.2f completed/s, %.2f × the baseline loop)", completedPerSecond,
+			completedPerSecond/r.BaselineThroughput)
 	}
+	fmt.Fprintf(&b, ".\n")
 
 	fmt.Fprintf(&b, "\n## Memory\n\nResident memory after the sequential run: API %.1f MiB, worker %.1f MiB (the pooled containers are separate processes).\n",
 		float64(r.APIRSS)/1024, float64(r.WorkerRSS)/1024)
