@@ -1,5 +1,5 @@
 // Package web serves the playground page embedded in the API binary. The
-// files under static are served as they are: there is no build step.
+// files under static are served unchanged because the page has no build step.
 package web
 
 import (
@@ -17,8 +17,8 @@ import (
 var static embed.FS
 
 // cacheControl lets browsers reuse a file for five minutes before they
-// revalidate it with its ETag. The file names carry no content hash, so a
-// new release reaches open pages within that time.
+// revalidate it with its ETag. The file names contain no content hash, so
+// browsers pick up a new release within that time.
 const cacheControl = "public, max-age=300"
 
 // contentSecurityPolicy allows only the page's own files and API requests
@@ -38,16 +38,17 @@ var contentTypes = map[string]string{
 	".txt":  "text/plain; charset=utf-8",
 }
 
-// file is one embedded file with the headers it is served with.
+// file is one embedded file with the header values it is served with.
 type file struct {
 	content     string
 	contentType string
 	etag        string
 }
 
-// Handler returns a handler that serves the embedded files: "/" serves
-// index.html and any other path the file of that name. It serves GET and
-// HEAD requests, and returns 404 for unknown paths and 405 for other methods.
+// Handler returns a handler that serves the embedded files. "/" serves
+// index.html, and any other path serves the file of that name. It accepts
+// GET and HEAD, and responds with 404 to unknown paths and 405 to other
+// methods.
 func Handler() http.Handler {
 	files, err := loadFiles()
 	if err != nil {
@@ -60,6 +61,7 @@ func Handler() http.Handler {
 			http.Error(w, "method not allowed: the page accepts GET and HEAD", http.StatusMethodNotAllowed)
 			return
 		}
+
 		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
 		if name == "" {
 			name = "index.html"
@@ -69,6 +71,7 @@ func Handler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
+
 		header := w.Header()
 		header.Set("Content-Type", f.contentType)
 		header.Set("Cache-Control", cacheControl)
@@ -78,6 +81,7 @@ func Handler() http.Handler {
 			header.Set("Content-Security-Policy", contentSecurityPolicy)
 			header.Set("Referrer-Policy", "no-referrer")
 		}
+
 		// ServeContent returns 304 for a matching If-None-Match and serves
 		// Range requests.
 		http.ServeContent(w, r, name, time.Time{}, strings.NewReader(f.content))

@@ -10,7 +10,8 @@ import (
 	"testing"
 )
 
-func get(t *testing.T, handler http.Handler, method, target string, header http.Header) *http.Response {
+// serve sends one request to the handler and returns the recorded response.
+func serve(t *testing.T, handler http.Handler, method, target string, header http.Header) *http.Response {
 	t.Helper()
 	req := httptest.NewRequest(method, target, nil)
 	for name, values := range header {
@@ -21,7 +22,7 @@ func get(t *testing.T, handler http.Handler, method, target string, header http.
 	return rec.Result()
 }
 
-func body(t *testing.T, resp *http.Response) string {
+func readBody(t *testing.T, resp *http.Response) string {
 	t.Helper()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -45,7 +46,7 @@ func TestHandlerServesFiles(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
-			resp := get(t, handler, http.MethodGet, c.path, nil)
+			resp := serve(t, handler, http.MethodGet, c.path, nil)
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("GET %s = %d, want 200", c.path, resp.StatusCode)
 			}
@@ -58,7 +59,7 @@ func TestHandlerServesFiles(t *testing.T) {
 			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
 			}
-			if got := body(t, resp); !strings.Contains(got, c.contains) {
+			if got := readBody(t, resp); !strings.Contains(got, c.contains) {
 				t.Errorf("body of %s does not contain %q", c.path, c.contains)
 			}
 		})
@@ -66,12 +67,12 @@ func TestHandlerServesFiles(t *testing.T) {
 }
 
 func TestIndexHasPolicyAndElementIDs(t *testing.T) {
-	resp := get(t, Handler(), http.MethodGet, "/", nil)
+	resp := serve(t, Handler(), http.MethodGet, "/", nil)
 	if got := resp.Header.Get("Content-Security-Policy"); !strings.Contains(got, "script-src 'self'") {
 		t.Errorf("Content-Security-Policy = %q, want script-src 'self'", got)
 	}
-	page := body(t, resp)
-	// The browser test finds the controls by these ids.
+	page := readBody(t, resp)
+	// app.js and test/e2e/browser_test.go look up the elements by these ids.
 	for _, id := range []string{"language", "source", "stdin", "args", "run", "status",
 		"verdict", "stdout", "stderr", "exit-code", "time", "memory", "compile-output"} {
 		if !strings.Contains(page, `id="`+id+`"`) {
@@ -82,7 +83,7 @@ func TestIndexHasPolicyAndElementIDs(t *testing.T) {
 
 func TestIndexReferencesServedFiles(t *testing.T) {
 	handler := Handler()
-	page := body(t, get(t, handler, http.MethodGet, "/", nil))
+	page := readBody(t, serve(t, handler, http.MethodGet, "/", nil))
 	references := regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(page, -1)
 	if len(references) == 0 {
 		t.Fatal("index.html references no files")
@@ -93,7 +94,7 @@ func TestIndexReferencesServedFiles(t *testing.T) {
 			continue
 		}
 		target := path.Join("/", ref[1])
-		resp := get(t, handler, http.MethodGet, target, nil)
+		resp := serve(t, handler, http.MethodGet, target, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("index.html references %s, and GET %s returns %d", ref[1], target, resp.StatusCode)
 		}
@@ -102,33 +103,42 @@ func TestIndexReferencesServedFiles(t *testing.T) {
 
 func TestHandlerRevalidatesWithETag(t *testing.T) {
 	handler := Handler()
-	first := get(t, handler, http.MethodGet, "/app.js", nil)
+	first := serve(t, handler, http.MethodGet, "/app.js", nil)
 	etag := first.Header.Get("ETag")
 	if etag == "" {
 		t.Fatal("GET /app.js has no ETag")
 	}
-	second := get(t, handler, http.MethodGet, "/app.js", http.Header{"If-None-Match": {etag}})
+	second := serve(t, handler, http.MethodGet, "/app.js", http.Header{"If-None-Match": {etag}})
 	if second.StatusCode != http.StatusNotModified {
 		t.Errorf("GET /app.js with If-None-Match %s = %d, want 304", etag, second.StatusCode)
 	}
 }
 
-func TestHandlerRejectsUnknownPathsAndMethods(t *testing.T) {
+func TestHandlerRejectsUnknownPaths(t *testing.T) {
 	handler := Handler()
 	for _, target := range []string{"/missing.js", "/static/index.html", "/../web.go", "/web.go"} {
-		if resp := get(t, handler, http.MethodGet, target, nil); resp.StatusCode != http.StatusNotFound {
+		if resp := serve(t, handler, http.MethodGet, target, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", target, resp.StatusCode)
 		}
 	}
-	resp := get(t, handler, http.MethodPost, "/", nil)
+}
+
+func TestHandlerRejectsOtherMethods(t *testing.T) {
+	resp := serve(t, Handler(), http.MethodPost, "/", nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST / = %d, want 405", resp.StatusCode)
 	}
 	if got := resp.Header.Get("Allow"); got != "GET, HEAD" {
 		t.Errorf("Allow = %q, want %q", got, "GET, HEAD")
 	}
-	head := get(t, handler, http.MethodHead, "/style.css", nil)
-	if head.StatusCode != http.StatusOK {
-		t.Errorf("HEAD /style.css = %d, want 200", head.StatusCode)
+}
+
+func TestHandlerServesHead(t *testing.T) {
+	resp := serve(t, Handler(), http.MethodHead, "/style.css", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /style.css = %d, want 200", resp.StatusCode)
+	}
+	if got := readBody(t, resp); got != "" {
+		t.Errorf("HEAD /style.css returned a body of %d bytes, want none", len(got))
 	}
 }

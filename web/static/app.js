@@ -1,19 +1,19 @@
 // Runbox playground: picks a language, submits the program to the API and
-// follows the submission with long polls until its result is in.
+// long-polls the submission until it is done.
 
 // Relative, so that the page also works behind a proxy that serves the API
 // under a path prefix.
 const API = "api/v1";
 const INDENT = "    ";
-// Wait time in seconds that each long poll requests from the API (at most 30).
+// Wait time in seconds that each long poll requests. The API's maximum is 30.
 const POLL_WAIT_SECONDS = 20;
-// A poll with no response this long after its wait is treated as a lost
-// connection and retried.
+// Time after which a poll with no response is aborted and retried as a lost
+// connection: the poll's wait plus 15 s.
 const POLL_TIMEOUT_MS = (POLL_WAIT_SECONDS + 15) * 1000;
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10000;
-// While some language is unavailable, the list is read again this often,
-// because workers may finish their self-test or come back.
+// Interval at which the language list is reloaded while any language is
+// unavailable, because workers may finish their self-test or come back.
 const LANGUAGE_REFRESH_MS = 15000;
 const SAVE_DELAY_MS = 300;
 
@@ -114,7 +114,7 @@ const storage = {
     try {
       window.localStorage.setItem(key, value);
     } catch {
-      // Full or disabled storage only costs the remembered state.
+      // With full or disabled storage, the page only loses the remembered state.
     }
   },
   remove(key) {
@@ -310,8 +310,9 @@ function fillLanguagePicker() {
   picker.disabled = options.length === 0;
 }
 
-// Returns the language to show at start: the stored one if it still
-// exists, else Python, else the first available language.
+// Returns the language to show at start: the stored one if the list still
+// contains it, else Python if available, else the first available language,
+// else the first language.
 function initialLanguage() {
   const stored = storage.get(STORAGE.language);
   if (stored && state.languages.has(stored)) {
@@ -334,7 +335,7 @@ function showLanguageNotice() {
     return;
   }
   const reason = language.reason || "no worker can run it now";
-  ui.notice.textContent = `${language.name} is unavailable: ${sentence(reason)}`;
+  ui.notice.textContent = `${language.name} is unavailable: ${toSentence(reason)}`;
   ui.notice.hidden = false;
 }
 
@@ -386,13 +387,14 @@ async function initLanguages() {
       break;
     } catch (error) {
       const delay = retryDelay(attempt);
-      showError(error, `Could not load the language list. Retrying in ${seconds(delay)}.`);
+      showError(error, `Could not load the language list. Retrying in ${formatSeconds(delay)}.`);
       await sleep(delay);
     }
   }
   hideError();
   if (state.languages.size === 0) {
-    showError(new Error("The server offers no languages."), "Nothing can run.");
+    showError(new Error("The server returned an empty language list."),
+      "Check the server's language catalog, then reload the page.");
     return;
   }
   fillLanguagePicker();
@@ -502,7 +504,8 @@ class ApiError extends Error {
   }
 }
 
-// FieldError is an input the page rejects before sending it.
+// FieldError is an invalid input that the page rejects before sending the
+// request.
 class FieldError extends Error {
   constructor(field, message) {
     super(message);
@@ -515,16 +518,18 @@ class FieldError extends Error {
 class NetworkError extends Error {
   constructor(cause) {
     super(cause && cause.name === "AbortError"
-      ? "The server did not answer in time."
+      ? "The request to the server timed out."
       : "The server could not be reached.");
     this.name = "NetworkError";
   }
 }
 
+// Returns the Retry-After header in ms, or 0 when it is missing or an HTTP
+// date.
 function retryAfterMs(response) {
   const value = response.headers.get("Retry-After");
-  const secondsValue = value === null ? NaN : Number(value);
-  return Number.isFinite(secondsValue) && secondsValue >= 0 ? secondsValue * 1000 : 0;
+  const seconds = value === null ? NaN : Number(value);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 0;
 }
 
 // Sends a request and returns the decoded JSON body. It throws NetworkError
@@ -564,8 +569,9 @@ async function requestJSON(method, url, body, timeoutMs) {
   return parsed;
 }
 
-// Returns the wait before retry number attempt (1, 2, ...): doubling from
-// RETRY_MIN_MS up to RETRY_MAX_MS, with up to 20% random jitter.
+// Returns the delay in ms before retry number `attempt` (from 1), and at least
+// `atLeast`. The delay doubles from RETRY_MIN_MS up to RETRY_MAX_MS and varies
+// randomly by up to 20% either way.
 function retryDelay(attempt, atLeast = 0) {
   const base = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (attempt - 1));
   return Math.max(atLeast, Math.round(base * (0.8 + Math.random() * 0.4)));
@@ -575,7 +581,8 @@ function sleep(ms) {
   return new Promise((resolve) => window.setTimeout(resolve, ms));
 }
 
-function seconds(ms) {
+// Formats a duration in ms as seconds, with one decimal below 10 s.
+function formatSeconds(ms) {
   const value = ms / 1000;
   if (Number.isInteger(value) || value >= 10) {
     return `${Math.round(value)} s`;
@@ -587,7 +594,7 @@ function seconds(ms) {
 // are lower-case clauses such as "source must not be empty". The first
 // word is capitalized unless it is a field path such as "limits.time_ms"
 // or "args[2]", which must keep its spelling.
-function sentence(text) {
+function toSentence(text) {
   let result = String(text).trim();
   if (result === "") {
     return result;
@@ -595,7 +602,9 @@ function sentence(text) {
   if (!/[.!?…]$/.test(result)) {
     result += ".";
   }
-  return /^[a-z]+\s/.test(result) ? capitalize(result) : result;
+  // A lower-case first word ends at white space, or at the final full stop
+  // of a one-word message. A field path continues with "." or "[".
+  return /^[a-z]+(\s|[.!?…]$)/.test(result) ? capitalize(result) : result;
 }
 
 // Returns true for errors after which the same request may succeed: lost
@@ -606,8 +615,8 @@ function isTransient(error) {
 }
 
 // Long-polls the submission until it is done and returns its last view.
-// Lost connections and server errors are retried with backoff. A 4xx ends
-// the wait with an ApiError.
+// Lost connections, server errors and 429 are retried with backoff. Any
+// other 4xx ends the wait with an ApiError.
 async function followSubmission(id, status) {
   let seen = status || "queued";
   let failures = 0;
@@ -625,7 +634,7 @@ async function followSubmission(id, status) {
       const title = error instanceof ApiError
         ? `The server returned HTTP ${error.status} for the submission.`
         : "The connection to the server failed.";
-      showProgress("retrying", `${sentence(error.message)} Retrying in ${seconds(delay)}.`, title);
+      showProgress("retrying", `${toSentence(error.message)} Retrying in ${formatSeconds(delay)}.`, title);
       await sleep(delay);
       showProgress(seen);
       continue;
@@ -646,8 +655,7 @@ async function followSubmission(id, status) {
 
 // -------------------------------------------------------------------- run
 
-// Texts of the in-progress states: the status badge and the line shown
-// in the output pane.
+// Status badge text and output pane title of each in-progress state.
 const PROGRESS = {
   submitting: { status: "Submitting…", title: "Sending the program…" },
   queued: { status: "Queued…", title: "Waiting in the queue for a worker…" },
@@ -689,7 +697,7 @@ function setStatus(stateName, text, announcement = "") {
 function startElapsed() {
   const started = performance.now();
   const tick = () => {
-    ui.elapsed.textContent = seconds(performance.now() - started);
+    ui.elapsed.textContent = formatSeconds(performance.now() - started);
   };
   tick();
   window.clearInterval(state.elapsedTimer);
@@ -792,8 +800,9 @@ async function run() {
 
 // ---------------------------------------------------------------- results
 
-// Returns the text of an output field. A base64 field contains bytes that
-// are not valid UTF-8, and its invalid bytes are decoded as U+FFFD.
+// Decodes an output field into its text and whether it was binary. A base64
+// field contains bytes that are not valid UTF-8, so the text shows the
+// invalid bytes as U+FFFD.
 function decodeOutput(value, encoding) {
   if (typeof value !== "string") {
     return { text: "", binary: false };
@@ -821,11 +830,11 @@ function showStream(pre, binaryTag, truncatedTag, value, encoding, truncated) {
   binaryTag.title = output.binary ? "The output is not valid UTF-8, so invalid bytes are shown as \uFFFD." : "";
   if (truncatedTag) {
     truncatedTag.hidden = !truncated;
-    truncatedTag.title = truncated ? "The program wrote more than the server keeps." : "";
+    truncatedTag.title = truncated ? "The program wrote more than the output limit, so only the start is shown." : "";
   }
 }
 
-// formatKiB shows a size in KiB as KiB or MiB.
+// Formats a size in KiB, switching to MiB at 10 MiB.
 function formatKiB(kib) {
   return kib < 10240 ? `${kib} KiB` : `${(kib / 1024).toFixed(1)} MiB`;
 }
@@ -839,24 +848,31 @@ function showResult(view) {
   ui.verdict.textContent = verdict.label;
   ui.verdict.dataset.verdict = view.verdict || "";
   ui.verdict.dataset.tone = verdict.tone;
-  ui.message.textContent = view.message ? sentence(view.message) : "";
+  ui.message.textContent = view.message ? toSentence(view.message) : "";
   ui.message.hidden = !view.message;
 
   ui.exitCode.textContent = typeof view.exit_code === "number" ? String(view.exit_code) : "—";
-  ui.exitCode.title = typeof view.exit_code === "number" ? "" : "The program did not exit by itself.";
+  ui.exitCode.title = typeof view.exit_code === "number"
+    ? ""
+    : "No exit code: the program did not run, or it was stopped before it exited.";
   ui.signalFact.hidden = !view.signal;
   ui.signal.textContent = view.signal || "";
   // A program that failed to compile never ran, so its time of 0 is not shown.
   const ran = typeof view.time_ms === "number" && view.verdict !== "compile_error";
   ui.time.textContent = ran ? formatMs(view.time_ms) : "—";
   const timeLimit = view.limits && view.limits.time_ms;
-  ui.time.title = timeLimit ? `Wall-clock time. The limit was ${formatMs(timeLimit)}.` : "Wall-clock time";
+  ui.time.title = timeLimit ? `Wall-clock time. The limit was ${formatMs(timeLimit)}.` : "Wall-clock time.";
   const measured = typeof view.memory_kb === "number";
   ui.memory.textContent = measured ? formatKiB(view.memory_kb) : "—";
   const memoryLimit = view.limits && view.limits.memory_mb;
-  ui.memory.title = measured
-    ? `Peak memory of the sandbox. The limit was ${memoryLimit} MiB.`
-    : "Not measured: the run was stopped, or a compiled program stayed below its compiler's peak.";
+  if (!measured) {
+    ui.memory.title = "Not measured: the program did not run or was stopped, the sandbox could not read " +
+      "the peak, or the peak did not exceed the compiler's.";
+  } else if (memoryLimit) {
+    ui.memory.title = `Peak memory of the sandbox. The limit was ${memoryLimit} MiB.`;
+  } else {
+    ui.memory.title = "Peak memory of the sandbox.";
+  }
   const compiled = typeof view.compile_time_ms === "number";
   ui.compileTimeFact.hidden = !compiled;
   ui.compileTime.textContent = compiled ? formatMs(view.compile_time_ms) : "";
@@ -948,7 +964,7 @@ function errorTitle(error) {
       return `Not found (HTTP 404${code})`;
     }
     if (error.status >= 500) {
-      return `The server could not take the request (HTTP ${error.status}${code})`;
+      return `The server failed to handle the request (HTTP ${error.status}${code})`;
     }
     return `The request was rejected (HTTP ${error.status}${code})`;
   }
@@ -958,7 +974,7 @@ function errorTitle(error) {
   if (error instanceof NetworkError) {
     return "No connection to the server";
   }
-  return "Something went wrong";
+  return "Unexpected error";
 }
 
 function errorDetail(error, extra) {
@@ -970,7 +986,7 @@ function errorDetail(error, extra) {
     parts.push(`Allowed: ${error.allowed.join(", ")}.`);
   }
   if (error.retryAfter) {
-    parts.push(`Try again in ${seconds(error.retryAfter)}.`);
+    parts.push(`Try again in ${formatSeconds(error.retryAfter)}.`);
   }
   if (error.body) {
     parts.push(error.body.trim().slice(0, 300));
@@ -983,7 +999,7 @@ function errorDetail(error, extra) {
 
 function showError(error, extra = "") {
   ui.errorTitle.textContent = errorTitle(error);
-  ui.errorMessage.textContent = sentence(error.message || String(error));
+  ui.errorMessage.textContent = toSentence(error.message || String(error));
   ui.errorDetail.textContent = errorDetail(error, extra);
   ui.errorDetail.hidden = ui.errorDetail.textContent === "";
   ui.error.hidden = false;
@@ -999,7 +1015,8 @@ function hideError() {
 
 function restoreInputs() {
   const stdin = storage.get(STORAGE.stdin);
-  // The samples read one line and greet it, so a first visit gets a name.
+  // The samples read one line from stdin and greet it, so a first visit
+  // starts with a line to read.
   ui.stdin.value = stdin !== null ? stdin : "world\n";
   ui.args.value = storage.get(STORAGE.args) || "";
   ui.timeLimit.value = storage.get(STORAGE.timeLimit) || "";
@@ -1039,8 +1056,8 @@ function bindEvents() {
     });
   }
 
-  // Only a language that the user picks is remembered, not the fallback
-  // that the page chose while the preferred one was unavailable.
+  // Only a language that the user picks is stored, so a fallback that
+  // initialLanguage chose does not replace the user's choice.
   ui.language.addEventListener("change", () => {
     switchLanguage(ui.language.value);
     storage.set(STORAGE.language, ui.language.value);
