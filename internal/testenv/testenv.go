@@ -58,13 +58,20 @@ func StartRedis(t testing.TB) *Redis {
 // the same address. The container keeps its data across such a restart.
 func StartRedisFixedPort(t testing.TB) *Redis {
 	t.Helper()
+	return startRedis(t, FreePort(t))
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free when it was
+// checked. Another process may take it before the caller binds it.
+func FreePort(t testing.TB) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
+	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
-	return startRedis(t, port)
+	return port
 }
 
 // startRedis starts Redis on the given loopback host port, or on one the
@@ -100,8 +107,8 @@ func startRedis(t testing.TB, hostPort string) *Redis {
 	return &Redis{Container: ctr, URL: "redis://127.0.0.1:" + port.Port() + "/0"}
 }
 
-// Client returns a go-redis client of the server, closed when the test
-// ends.
+// Client returns a go-redis client connected to the server, closed when
+// the test ends.
 func (r *Redis) Client(t testing.TB) *goredis.Client {
 	t.Helper()
 	opts, err := goredis.ParseURL(r.URL)

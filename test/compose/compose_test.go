@@ -4,7 +4,7 @@
 // HTTP.
 //
 // The tests need the Docker engine, the images of `make images` (base,
-// redis, python and bash) and docker-compose; `make test` provides all
+// redis, python and bash) and docker-compose. `make test` provides all
 // three. A missing docker-compose fails the tests, and only -short skips
 // them.
 package compose
@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/runbox/runbox/internal/testenv"
 )
 
 // testLanguages are the languages whose archives the test's workers load.
@@ -44,19 +45,17 @@ type project struct {
 	baseURL string
 }
 
-// requireCompose returns the path of docker-compose and fails the test
-// when it is missing.
-func requireCompose(t *testing.T) string {
+// requireCompose skips the test under -short and fails it when
+// docker-compose is not in PATH.
+func requireCompose(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("docker-compose tests need a Docker engine; run them without -short")
+		t.Skip("docker-compose tests need a Docker engine, so -short skips them")
 	}
-	path, err := exec.LookPath("docker-compose")
-	if err != nil {
-		t.Fatalf("docker-compose not found in PATH (%v); install it with `make setup-test` "+
-			"(Debian package docker-compose)", err)
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Fatalf("docker-compose not found in PATH (%v). Install it with `make setup-test` "+
+			"(Debian package docker-compose).", err)
 	}
-	return path
 }
 
 // repoRoot returns the repository's top directory, two levels above this
@@ -86,40 +85,31 @@ func command(t *testing.T, ctx context.Context, dir string, env []string, name s
 	return stdout.String()
 }
 
+// composeArgs returns the docker-compose arguments for the project's name
+// and files, followed by args.
+func (p *project) composeArgs(args ...string) []string {
+	full := []string{"--ansi", "never", "-p", p.name}
+	for _, file := range p.files {
+		full = append(full, "-f", file)
+	}
+	return append(full, args...)
+}
+
 // compose runs docker-compose with the project's name, files and
 // environment.
 func (p *project) compose(t *testing.T, ctx context.Context, args ...string) string {
 	t.Helper()
-	full := []string{"--ansi", "never", "-p", p.name}
-	for _, file := range p.files {
-		full = append(full, "-f", file)
-	}
-	return command(t, ctx, p.root, p.env, "docker-compose", append(full, args...)...)
+	return command(t, ctx, p.root, p.env, "docker-compose", p.composeArgs(args...)...)
 }
 
-// composeQuiet is compose for cleanup: it returns the output and error
-// instead of failing the test.
+// composeQuiet is compose for cleanup. It returns the combined output and
+// the error instead of failing the test.
 func (p *project) composeQuiet(ctx context.Context, args ...string) (string, error) {
-	full := []string{"--ansi", "never", "-p", p.name}
-	for _, file := range p.files {
-		full = append(full, "-f", file)
-	}
-	cmd := exec.CommandContext(ctx, "docker-compose", append(full, args...)...)
+	cmd := exec.CommandContext(ctx, "docker-compose", p.composeArgs(args...)...)
 	cmd.Dir = p.root
 	cmd.Env = append(os.Environ(), p.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // buildImages builds runbox-api and runbox-worker into a temporary
@@ -160,12 +150,12 @@ func startProject(t *testing.T, ctx context.Context, workers int, extraEnv ...st
 	name := fmt.Sprintf("runboxtest%d", time.Now().UnixNano())
 	buildImages(t, ctx, root, name)
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	p := &project{
 		name: name,
 		root: root,
-		// This machine's engine refuses privileged containers, so the test
-		// runs the capability set of the unprivileged file.
+		// The unprivileged file lets the tests run on engines that reject
+		// privileged containers too.
 		files: []string{"docker-compose.yml", "deployments/docker-compose.unprivileged.yml"},
 		env: []string{
 			"RUNBOX_PORT=" + port,
@@ -420,8 +410,11 @@ func TestComposeTwoWorkersShareSubmissions(t *testing.T) {
 	t.Run("each worker has its own engine", func(t *testing.T) {
 		host := strings.TrimSpace(command(t, ctx, "", nil, "docker", "info", "-f", "{{.ID}}"))
 		first, second := p.engineID(t, ctx, 1), p.engineID(t, ctx, 2)
-		if first == "" || second == "" {
-			t.Fatalf("empty engine ID inside a worker: %q, %q", first, second)
+		if first == "" {
+			t.Fatal("worker 1 reports an empty engine ID")
+		}
+		if second == "" {
+			t.Fatal("worker 2 reports an empty engine ID")
 		}
 		if first == host {
 			t.Errorf("worker 1 engine ID %s equals the host engine's", first)
@@ -472,7 +465,8 @@ func TestComposeTwoWorkersShareSubmissions(t *testing.T) {
 	}
 	// Each program sleeps 0.3 s, so one worker with RUNBOX_CONCURRENCY=2
 	// would need at least 3 s for all twenty. The other worker polls the
-	// queue every 10 ms and so takes part.
+	// queue every 10 ms (the RUNBOX_TASK_CHECK_INTERVAL default), so it
+	// takes a share.
 	const python = "import time\ntime.sleep(0.3)\nprint(input().upper())"
 	const bash = "sleep 0.3; read line; echo \"bash $line\""
 	jobs := make([]job, 0, submissionCount)

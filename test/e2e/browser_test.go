@@ -18,7 +18,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 )
 
-// chromiumPath is where Debian's chromium package installs the browser.
+// chromiumPath is the browser's path in Debian's chromium package.
 const chromiumPath = "/usr/bin/chromium"
 
 // browserRunTimeout bounds one run on the page, from pressing Run until
@@ -54,7 +54,7 @@ func startBrowser(t *testing.T) *browser {
 		cancelAlloc()
 		os.RemoveAll(profile)
 	}
-	// The first Run starts the browser, so it gets no timeout, because a
+	// The first action starts the browser, so it gets no timeout, because a
 	// timeout on that context would stop the whole browser when it ends.
 	if err := chromedp.Do(ctx); err != nil {
 		stop()
@@ -233,7 +233,7 @@ func (b *browser) typeStdin(t *testing.T, text string) {
 		chromedp.KeyEvent(text),
 	)
 	if got := evaluate[string](t, b, `document.getElementById("stdin").value`); got != text {
-		t.Fatalf("stdin box holds %q after typing %q", got, text)
+		t.Fatalf("stdin box contains %q after typing %q", got, text)
 	}
 }
 
@@ -412,7 +412,8 @@ func TestBrowserShowsPythonSyntaxError(t *testing.T) {
 		t.Fatalf("the run ended in state %q, want done\n%s", result.State, result)
 	}
 	// Python has no compile step, so the interpreter reports the error
-	// at run time.
+	// at run time. The check also accepts compile_error, which a catalogue
+	// entry with a syntax check before the run would return.
 	if result.Verdict != "runtime_error" && result.Verdict != "compile_error" {
 		t.Errorf("verdict = %q, want runtime_error or compile_error\n%s", result.Verdict, result)
 	}

@@ -24,7 +24,8 @@ type hostileCase struct {
 	limits   *submission.RequestLimits
 	// verdicts lists the acceptable verdicts.
 	verdicts []submission.Verdict
-	// runscVerdicts, when set, replaces verdicts under runsc.
+	// runscVerdicts lists the acceptable verdicts under runsc, when they
+	// differ from verdicts.
 	runscVerdicts []submission.Verdict
 	check         func(t *testing.T, view submission.View)
 }
@@ -71,9 +72,9 @@ var hostileCases = []hostileCase{
 		source:   "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
 		limits:   &submission.RequestLimits{TimeMS: intp(3000)},
 		verdicts: []submission.Verdict{submission.VerdictTimeLimitExceeded, submission.VerdictRuntimeError},
-		// gVisor spends a few MiB of its own per process, so 130 Python
-		// processes pass the 256 MiB memory limit before the process
-		// limit stops the loop, and the kernel's OOM kill ends it.
+		// gVisor uses a few MiB of its own per process, so under runsc the
+		// 128 Python processes of the default limit can exceed the 256 MiB
+		// memory limit, and the cgroup's OOM kill ends the run.
 		runscVerdicts: []submission.Verdict{submission.VerdictTimeLimitExceeded, submission.VerdictRuntimeError,
 			submission.VerdictMemoryLimitExceeded},
 	},
@@ -270,8 +271,10 @@ int main() { Grow<40, int>::type x = 0; return x; }
 			if !strings.Contains(view.Message, "CPU time") {
 				t.Errorf("message %q does not name the CPU time limit", view.Message)
 			}
-			if view.TimeMS == nil || *view.TimeMS >= 4000 {
-				t.Errorf("time_ms = %v, want the run stopped near the 1 s CPU limit, not at the 5 s wall limit", view.TimeMS)
+			if view.TimeMS == nil {
+				t.Error("time_ms is missing")
+			} else if *view.TimeMS >= 4000 {
+				t.Errorf("time_ms = %d, want the run stopped near the 1 s CPU limit, not at the 5 s wall limit", *view.TimeMS)
 			}
 		},
 	},
@@ -423,6 +426,7 @@ func TestBinaryOutputIsLossless(t *testing.T) {
 // registered (`make setup-test` does that). RUNBOX_TEST_RUNSC=0 leaves
 // runsc out, and RUNBOX_TEST_RUNSC=1 fails the test when it is missing.
 func sandboxRuntimes(t *testing.T) []string {
+	t.Helper()
 	runtimes := []string{""}
 	want := os.Getenv("RUNBOX_TEST_RUNSC")
 	if want == "0" {

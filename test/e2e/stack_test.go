@@ -53,16 +53,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// stack is a running API and worker with their own Redis.
+// stack is a running API and its workers, with their own Redis.
 type stack struct {
 	// URL is the API's base URL, such as http://127.0.0.1:41234.
-	URL        string
-	Redis      *testenv.Redis
+	URL   string
+	Redis *testenv.Redis
+	// workerName and worker describe the worker that startStack starts.
+	// They are empty when stackOptions.NoWorker is set.
 	workerName string
 	api        *process
 	worker     *process
 	workerEnv  []string
-	// workers lists every worker process the stack started, by name.
+	// workers contains every worker process the stack started, by name.
 	workers map[string]*process
 }
 
@@ -78,7 +80,7 @@ type stackOptions struct {
 	WorkerEnv []string
 	// Redis is used instead of a new Redis container when set.
 	Redis *testenv.Redis
-	// NoWorker starts the API alone; startWorker adds workers later.
+	// NoWorker starts the API alone. The test adds workers with startWorker.
 	NoWorker bool
 }
 
@@ -87,7 +89,7 @@ type process struct {
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{}
-	// killed is set by kill.
+	// killed reports whether kill ended the process.
 	killed bool
 }
 
@@ -172,9 +174,11 @@ func (p *process) log() string {
 	return string(data)
 }
 
-// startStack starts Redis, the API and one worker, waits until the API is
-// healthy, and stops everything when the test ends. It fails the test if a
-// sandbox container of any of its workers is left afterwards.
+// startStack starts Redis (unless opts.Redis is set), the API and one
+// worker (unless opts.NoWorker is set). It waits until the API is healthy,
+// or with NoWorker until it serves HTTP, and stops everything when the test
+// ends. It fails the test if a sandbox container of any of its workers is
+// left afterwards.
 func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	redis := opts.Redis
@@ -228,9 +232,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 
 		if t.Failed() {
 			t.Logf("api log:\n%s", s.api.log())
-			for name, worker := range s.workers {
-				t.Logf("worker %s log:\n%s", name, worker.log())
-			}
+			t.Log(s.workerLogs())
 		}
 	})
 
@@ -242,10 +244,9 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	return s
 }
 
-// removeIdlePoolContainers removes the idle pool containers that a killed
-// worker leaves for the next workers' sweep, which would only remove them
-// once they are older than the longest task. It returns the other
-// containers.
+// removeIdlePoolContainers removes the idle pool containers of a killed
+// worker, because another worker's sweep may not reach them before the test
+// ends. It returns the other containers of the list.
 func removeIdlePoolContainers(t *testing.T, docker *client.Client, worker string, list []container.Summary) []container.Summary {
 	t.Helper()
 	var others []container.Summary
@@ -269,8 +270,8 @@ func removeIdlePoolContainers(t *testing.T, docker *client.Client, worker string
 	return others
 }
 
-// startWorker starts a worker process with the stack's worker environment
-// and the given name, plus extra variables.
+// startWorker starts a worker process with the given name and the stack's
+// worker environment plus extraEnv.
 func (s *stack) startWorker(t *testing.T, name string, extraEnv ...string) *process {
 	t.Helper()
 	if _, taken := s.workers[name]; taken {
@@ -312,8 +313,18 @@ func (s *stack) waitHealthy(t *testing.T, timeout time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("api at %s not healthy within %s\napi log:\n%s\nworker log:\n%s",
-		s.URL, timeout, s.api.log(), s.worker.log())
+	t.Fatalf("api at %s not healthy within %s\napi log:\n%s\n%s",
+		s.URL, timeout, s.api.log(), s.workerLogs())
+}
+
+// workerLogs returns the log of every worker the stack started, each after
+// a line with the worker's name.
+func (s *stack) workerLogs() string {
+	var b strings.Builder
+	for name, worker := range s.workers {
+		fmt.Fprintf(&b, "worker %s log:\n%s\n", name, worker.log())
+	}
+	return b.String()
 }
 
 // response is an HTTP response with its body read.
@@ -368,14 +379,7 @@ func (s *stack) result(t *testing.T, id string, timeout time.Duration) submissio
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		resp := s.do(t, http.MethodGet, "/api/v1/submissions/"+id+"?wait=10", "", nil)
-		if resp.Status != http.StatusOK {
-			t.Fatalf("GET submission %s = %d %s", id, resp.Status, resp.Body)
-		}
-		var view submission.View
-		if err := json.Unmarshal(resp.Body, &view); err != nil {
-			t.Fatalf("decode submission %s: %v", resp.Body, err)
-		}
+		view := s.getSubmission(t, id, "?wait=10")
 		if view.Status == submission.StatusDone {
 			return view
 		}
@@ -387,7 +391,14 @@ func (s *stack) result(t *testing.T, id string, timeout time.Duration) submissio
 // get returns the submission as GET shows it, without waiting.
 func (s *stack) get(t *testing.T, id string) submission.View {
 	t.Helper()
-	resp := s.do(t, http.MethodGet, "/api/v1/submissions/"+id, "", nil)
+	return s.getSubmission(t, id, "")
+}
+
+// getSubmission sends GET for the submission with the query string (empty
+// or starting with "?") and fails the test unless the API returns 200.
+func (s *stack) getSubmission(t *testing.T, id, query string) submission.View {
+	t.Helper()
+	resp := s.do(t, http.MethodGet, "/api/v1/submissions/"+id+query, "", nil)
 	if resp.Status != http.StatusOK {
 		t.Fatalf("GET submission %s = %d %s", id, resp.Status, resp.Body)
 	}
