@@ -18,13 +18,12 @@ import (
 const queueFullRetryAfter = "5"
 
 // admission rejects new submissions while the queue's backlog is at its
-// cap. The backlog is read from Asynq at most once per refresh interval.
-// Until the next read, the submissions this process enqueued since, and
-// those it admitted but has not enqueued yet, are added to it, so a burst
-// within one interval cannot overshoot the cap of a single API process.
+// cap. It reads the backlog from Asynq at most once per refresh interval
+// and adds the submissions that this process admitted since, so one API
+// process alone never pushes the backlog past the cap.
 //
 // NOTE: several API processes share the queue but not their counts, so
-// together they can overshoot the cap by up to what each admits within one
+// together they can exceed the cap by up to what each admits within one
 // refresh interval.
 type admission struct {
 	inspector *asynq.Inspector
@@ -38,7 +37,8 @@ type admission struct {
 	// enqueued counts the submissions enqueued since the last read.
 	enqueued int
 	// reserved counts the submissions admitted but not yet enqueued.
-	reserved  int
+	reserved int
+	// err is the error of the last read, returned until the next one.
 	err       error
 	refreshed time.Time
 }
@@ -50,13 +50,15 @@ func newAdmission(inspector *asynq.Inspector, capacity int, refresh time.Duratio
 // errQueueFull is returned by reserve when the backlog is at the cap.
 var errQueueFull = errors.New("queue full")
 
-// reserve takes a place in the backlog and returns the backlog it counts.
-// It returns errQueueFull when the backlog is at the cap, or the error that
-// kept the backlog from being read. A place taken must be given back with
-// confirm once the submission is enqueued, or with release if it is not.
+// reserve reserves a slot in the backlog and returns the backlog counted
+// with it. When the backlog is at the cap, it returns the backlog and
+// errQueueFull. A failed read of the backlog returns its error. The caller
+// must hand a reserved slot back with confirm once the submission is
+// enqueued, or with release if it is not.
 func (a *admission) reserve() (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+
 	if a.now().Sub(a.refreshed) >= a.refresh {
 		a.queued, a.err = a.readBacklog()
 		a.enqueued = 0
@@ -65,6 +67,7 @@ func (a *admission) reserve() (int, error) {
 	if a.err != nil {
 		return 0, a.err
 	}
+
 	backlog := a.queued + a.enqueued + a.reserved
 	if backlog >= a.capacity {
 		return backlog, errQueueFull
@@ -73,7 +76,7 @@ func (a *admission) reserve() (int, error) {
 	return backlog + 1, nil
 }
 
-// confirm turns a place taken by reserve into an enqueued submission.
+// confirm counts a slot taken by reserve as an enqueued submission.
 func (a *admission) confirm() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -81,29 +84,41 @@ func (a *admission) confirm() {
 	a.enqueued++
 }
 
-// release gives back a place taken by reserve.
+// release frees a slot taken by reserve.
 func (a *admission) release() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reserved--
 }
 
-// readBacklog returns the tasks of the submission queue that are not
-// finished: pending, active, scheduled and waiting for a retry.
+// readBacklog returns the number of unfinished tasks in the submission
+// queue: pending, active, scheduled and waiting for a retry.
 func (a *admission) readBacklog() (int, error) {
-	info, err := a.inspector.GetQueueInfo(queue.Name)
+	info, err := readQueueInfo(a.inspector)
 	if err != nil {
-		var netErr net.Error
-		if errors.As(err, &netErr) {
-			return 0, fmt.Errorf("read size of queue %s: %w", queue.Name, err)
-		}
-		// Asynq registers the queue with its first task. Before that,
-		// GetQueueInfo fails with an error that Asynq v0.26 does not
-		// export, so the queue list is checked instead.
-		if names, listErr := a.inspector.Queues(); listErr == nil && !slices.Contains(names, queue.Name) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("read size of queue %s: %w", queue.Name, err)
+		return 0, err
 	}
 	return info.Pending + info.Active + info.Scheduled + info.Retry, nil
+}
+
+// readQueueInfo returns the state of the submission queue. A queue that
+// Asynq has not registered yet is returned as empty.
+func readQueueInfo(inspector *asynq.Inspector) (*asynq.QueueInfo, error) {
+	info, err := inspector.GetQueueInfo(queue.Name)
+	if err == nil {
+		return info, nil
+	}
+
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return nil, fmt.Errorf("read queue %s: %w", queue.Name, err)
+	}
+	// Asynq registers the queue with its first task. Before that,
+	// GetQueueInfo fails with an error that Asynq v0.26 does not export,
+	// so the queue list is checked instead.
+	names, listErr := inspector.Queues()
+	if listErr != nil || slices.Contains(names, queue.Name) {
+		return nil, fmt.Errorf("read queue %s: %w", queue.Name, err)
+	}
+	return &asynq.QueueInfo{Queue: queue.Name}, nil
 }

@@ -25,20 +25,28 @@ func TestAdmissionCountsUpToCap(t *testing.T) {
 	// The backlog is read once and then counted locally.
 	a := newAdmission(inspector, 3, time.Hour)
 	for i := 1; i <= 3; i++ {
-		if backlog, err := a.reserve(); err != nil || backlog != i {
-			t.Fatalf("reserve %d = %d, %v; want %d, nil", i, backlog, err, i)
+		backlog, err := a.reserve()
+		if err != nil {
+			t.Fatalf("reserve %d: %v", i, err)
+		}
+		if backlog != i {
+			t.Fatalf("reserve %d: backlog = %d, want %d", i, backlog, i)
 		}
 	}
-	if backlog, err := a.reserve(); !errors.Is(err, errQueueFull) || backlog != 3 {
-		t.Fatalf("reserve at the cap = %d, %v; want 3, queue full", backlog, err)
+	backlog, err := a.reserve()
+	if !errors.Is(err, errQueueFull) {
+		t.Fatalf("reserve at the cap: error = %v, want queue full", err)
+	}
+	if backlog != 3 {
+		t.Fatalf("reserve at the cap: backlog = %d, want 3", backlog)
 	}
 	a.release()
 	if _, err := a.reserve(); err != nil {
-		t.Fatalf("reserve after a release = %v, want nil", err)
+		t.Fatalf("reserve after a release: %v", err)
 	}
 	a.confirm()
 	if _, err := a.reserve(); !errors.Is(err, errQueueFull) {
-		t.Fatalf("reserve after a confirm = %v, want queue full", err)
+		t.Fatalf("reserve after a confirm: error = %v, want queue full", err)
 	}
 
 	// A new read counts the tasks in the queue.
@@ -49,11 +57,15 @@ func TestAdmissionCountsUpToCap(t *testing.T) {
 		}
 	}
 	fresh := newAdmission(inspector, 3, time.Hour)
-	if backlog, err := fresh.reserve(); err != nil || backlog != 3 {
-		t.Fatalf("reserve beside 2 queued tasks = %d, %v; want 3, nil", backlog, err)
+	backlog, err = fresh.reserve()
+	if err != nil {
+		t.Fatalf("reserve beside 2 queued tasks: %v", err)
+	}
+	if backlog != 3 {
+		t.Fatalf("reserve beside 2 queued tasks: backlog = %d, want 3", backlog)
 	}
 	if _, err := fresh.reserve(); !errors.Is(err, errQueueFull) {
-		t.Fatalf("reserve beside 2 queued tasks and 1 reserved = %v, want queue full", err)
+		t.Fatalf("reserve beside 2 queued tasks and 1 reserved: error = %v, want queue full", err)
 	}
 }
 
@@ -61,8 +73,12 @@ func TestAdmissionFailsWithoutRedis(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
 	a := newAdmission(asynq.NewInspectorFromRedisClient(rdb), 10, time.Hour)
+
 	_, err := a.reserve()
-	if err == nil || errors.Is(err, errQueueFull) {
+	if err == nil {
+		t.Fatal("reserve with Redis unreachable succeeded, want a connection error")
+	}
+	if errors.Is(err, errQueueFull) {
 		t.Fatalf("reserve with Redis unreachable = %v, want a connection error", err)
 	}
 	if _, again := a.reserve(); again == nil {

@@ -37,8 +37,8 @@ type settings struct {
 // DefaultQueueCap is the default of RUNBOX_QUEUE_CAP.
 const DefaultQueueCap = 1000
 
-// queueSizeRefresh is how long the API reuses the queue size it read, so a
-// POST does not cost a queue inspection.
+// queueSizeRefresh is how long the API reuses a queue size it read, so that
+// most POSTs skip the queue inspection.
 const queueSizeRefresh = 200 * time.Millisecond
 
 func readSettings(env *config.Env) settings {

@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/runbox/runbox/pkg/queue"
 )
 
 // metricsContentType is the Prometheus text exposition format, version
-// 0.0.4, which every Prometheus server and KEDA's Prometheus scaler read.
+// 0.0.4, which Prometheus servers scrape.
 const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // queueMetrics is the state of the submission queue that GET /metrics
@@ -46,7 +41,7 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	m, err := s.readQueueMetrics(ctx)
 	if err != nil {
-		s.log.Error("read metrics", "error", err)
+		s.log.Error("read metrics failed", "error", err)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "metrics unavailable: %v\n", err)
@@ -57,29 +52,22 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 	writeMetrics(w, m)
 }
 
+// readQueueMetrics reads the submission queue from Asynq and counts the
+// live workers.
 func (s *server) readQueueMetrics(ctx context.Context) (queueMetrics, error) {
 	m := queueMetrics{Tasks: map[string]int{}}
-	info, err := s.admission.inspector.GetQueueInfo(queue.Name)
-	switch {
-	case err == nil:
-		m.Tasks["pending"] = info.Pending
-		m.Tasks["active"] = info.Active
-		m.Tasks["scheduled"] = info.Scheduled
-		m.Tasks["retry"] = info.Retry
-		m.Tasks["archived"] = info.Archived
-		m.Tasks["completed"] = info.Completed
-		m.Latency = info.Latency
-	case isNetworkError(err):
-		return m, fmt.Errorf("read queue %s: %w", queue.Name, err)
-	default:
-		// Asynq registers the queue with its first task, and before that
-		// GetQueueInfo fails with an error that Asynq v0.26 does not
-		// export. A queue missing from the list is empty.
-		names, listErr := s.admission.inspector.Queues()
-		if listErr != nil || slices.Contains(names, queue.Name) {
-			return m, fmt.Errorf("read queue %s: %w", queue.Name, err)
-		}
+	info, err := readQueueInfo(s.admission.inspector)
+	if err != nil {
+		return m, err
 	}
+	m.Tasks["pending"] = info.Pending
+	m.Tasks["active"] = info.Active
+	m.Tasks["scheduled"] = info.Scheduled
+	m.Tasks["retry"] = info.Retry
+	m.Tasks["archived"] = info.Archived
+	m.Tasks["completed"] = info.Completed
+	m.Latency = info.Latency
+
 	workers, err := s.store.Workers(ctx)
 	if err != nil {
 		return m, err
@@ -91,11 +79,6 @@ func (s *server) readQueueMetrics(ctx context.Context) (queueMetrics, error) {
 		}
 	}
 	return m, nil
-}
-
-func isNetworkError(err error) bool {
-	var netErr net.Error
-	return errors.As(err, &netErr)
 }
 
 // writeMetrics writes m in the Prometheus text format.

@@ -73,7 +73,7 @@ func TestMetricsEndpointCountsQueue(t *testing.T) {
 		return rec.Body.String()
 	}
 
-	// Before the first task Asynq has not registered the queue.
+	// Asynq has not registered the queue before its first task.
 	if out := scrape(); !strings.Contains(out, "\nrunbox_queue_depth 0\n") {
 		t.Errorf("metrics of an unregistered queue lack runbox_queue_depth 0:\n%s", out)
 	}

@@ -136,8 +136,9 @@ func (s *server) createSubmission(w http.ResponseWriter, r *http.Request) {
 		writeError(w, reqErr)
 		return
 	}
-	// Admission comes first because it reads Redis through a short cache,
-	// so it also rejects quickly while Redis is unreachable.
+	// Admission runs before the language check, which reads Redis on every
+	// request. Admission caches its read, so while Redis is unreachable it
+	// also rejects requests without waiting for Redis each time.
 	if !s.admit(w) {
 		return
 	}
@@ -182,20 +183,20 @@ func (s *server) createSubmission(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": sub.ID, "status": string(sub.Status)})
 }
 
-// admit reserves a place in the queue for a new submission. When there is
-// none, it writes 429, or 503 when the queue size cannot be read, and
-// returns false.
+// admit reserves a slot in the queue for a new submission and reports
+// whether it got one. Otherwise it writes 429 for a full queue, or 503 when
+// the queue size cannot be read.
 func (s *server) admit(w http.ResponseWriter) bool {
 	backlog, err := s.admission.reserve()
 	if errors.Is(err, errQueueFull) {
 		w.Header().Set("Retry-After", queueFullRetryAfter)
 		writeError(w, &submission.RequestError{Status: http.StatusTooManyRequests, Code: "queue_full",
-			Message: fmt.Sprintf("the queue holds %d unfinished submissions, its limit; try again in %s seconds",
-				backlog, queueFullRetryAfter)})
+			Message: fmt.Sprintf("the queue is full (%d unfinished submissions, limit %d), try again in %s seconds",
+				backlog, s.admission.capacity, queueFullRetryAfter)})
 		return false
 	}
 	if err != nil {
-		s.log.Error("read queue size", "error", err)
+		s.log.Error("read queue size failed", "error", err)
 		unavailable(w, "the queue size could not be read; try again shortly")
 		return false
 	}
@@ -219,12 +220,13 @@ func (s *server) failUnqueued(id string, cause error) {
 func (s *server) getSubmission(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "id")
 	if _, err := uuid.Parse(id); err != nil {
-		shown := id
-		if len(shown) > 64 {
-			shown = shown[:64] + "..."
+		// A long id is cut, so the error does not echo a large request.
+		displayID := id
+		if len(displayID) > 64 {
+			displayID = displayID[:64] + "..."
 		}
 		writeError(w, &submission.RequestError{Status: http.StatusNotFound, Code: "not_found",
-			Message: "no submission has the id " + strconv.Quote(shown) + "; ids are UUIDs"})
+			Message: "no submission has the id " + strconv.Quote(displayID) + "; submission ids are UUIDs"})
 		return
 	}
 	wait, reqErr := parseWait(r.URL.Query().Get("wait"))

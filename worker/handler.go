@@ -30,8 +30,8 @@ type worker struct {
 	handlers *inflight
 }
 
-// errStopping is returned for a task that reaches a worker after it began
-// to wait for its handlers at shutdown.
+// errStopping is returned for a task that reaches the worker after it has
+// begun to wait for its handlers at shutdown.
 var errStopping = errors.New("the worker is stopping")
 
 // ProcessTask runs one submission. It is idempotent by submission id: a
@@ -125,10 +125,11 @@ func (w *worker) execute(ctx context.Context, sub *submission.Submission) (*subm
 }
 
 // handlePlatformError decides between a retry (returned as an error) and
-// a final internal error once the retries are used up. The submission is
-// set back to queued for a retry. A run interrupted by a cancelled context
-// (the worker is stopping, or lost its lease) is always retried. A run that
-// hit the task's deadline counts as a platform fault.
+// a final internal error once the retries are used up. For a retry, the
+// submission is set back to queued. A run interrupted by a cancelled
+// context (the worker is stopping or lost its lease) returns its error to
+// Asynq even after the last retry, so this worker stores no result for it.
+// A run that hit the task's deadline counts as a platform fault.
 func (w *worker) handlePlatformError(ctx context.Context, log *slog.Logger, id string, attempt int, runErr error) (*submission.Result, error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
@@ -180,7 +181,8 @@ func (w *worker) finish(ctx context.Context, id string, result *submission.Resul
 	return err
 }
 
-// inflight counts calls in progress and, once drained, admits no more.
+// inflight counts the calls in progress. Once drain has begun, it admits no
+// new calls.
 type inflight struct {
 	mu      sync.Mutex
 	count   int
@@ -192,7 +194,8 @@ func newInflight() *inflight {
 	return &inflight{drained: make(chan struct{})}
 }
 
-// enter counts a new call, or returns false once drain has begun.
+// enter counts a new call. It returns false, and counts nothing, once drain
+// has begun.
 func (f *inflight) enter() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -203,6 +206,7 @@ func (f *inflight) enter() bool {
 	return true
 }
 
+// leave ends a call counted by enter.
 func (f *inflight) leave() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -212,8 +216,8 @@ func (f *inflight) leave() {
 	}
 }
 
-// drain admits no new calls and waits up to timeout for the running ones
-// to end. It returns how many are still running.
+// drain stops admitting calls and waits up to timeout for the running ones
+// to end. It returns the number still running.
 func (f *inflight) drain(timeout time.Duration) int {
 	f.mu.Lock()
 	if !f.closing {

@@ -60,10 +60,10 @@ func readSettings(env *config.Env) settings {
 		},
 	}
 	if s.retryDelay <= 0 {
-		env.Fail("RUNBOX_RETRY_DELAY must be above zero")
+		env.Fail(fmt.Sprintf("RUNBOX_RETRY_DELAY=%s must be above zero", s.retryDelay))
 	}
 	if s.reconcile.interval <= 0 {
-		env.Fail("RUNBOX_RECONCILE_INTERVAL must be above zero")
+		env.Fail(fmt.Sprintf("RUNBOX_RECONCILE_INTERVAL=%s must be above zero", s.reconcile.interval))
 	}
 	if s.reconcile.maxAge <= s.reconcile.minAge {
 		env.Fail(fmt.Sprintf("RUNBOX_MAX_SUBMISSION_AGE=%s must be above RUNBOX_RECONCILE_MIN_AGE=%s",
@@ -205,17 +205,17 @@ func run(s settings, log *slog.Logger) error {
 	return nil
 }
 
-// retryDelay spaces out the retries of a platform fault: base, then twice
-// as long each time (1 s, 2 s, 4 s with the default base), at most 32 times
-// base.
+// retryDelay returns the delays between the retries of a platform fault:
+// base, then twice as long each time (1 s, 2 s, 4 s with the default base),
+// up to 32 times base.
 func retryDelay(base time.Duration) asynq.RetryDelayFunc {
 	return func(n int, _ error, _ *asynq.Task) time.Duration {
 		return base << min(n, 5)
 	}
 }
 
-// waitForEngine waits until the Docker engine is reachable, logging each failed
-// try, so a worker started next to its engine does not exit early.
+// waitForEngine waits until the Docker engine is reachable, logging each
+// failed try, so a worker started next to its engine does not exit early.
 func waitForEngine(ctx context.Context, runner *sandbox.Runner, log *slog.Logger) error {
 	for attempt := 1; ; attempt++ {
 		err := runner.Ping(ctx)

@@ -157,15 +157,18 @@ var knownKinds = map[string]string{
 	"HorizontalPodAutoscaler": "autoscaling/v2",
 }
 
+// kustomizeImage is an entry of the images list of kustomization.yaml.
+type kustomizeImage struct {
+	Name string `yaml:"name"`
+}
+
 // manifests is every parsed object of the directory, plus the kustomization.
 type manifests struct {
 	objects       []object
 	kustomization struct {
-		Namespace string   `yaml:"namespace"`
-		Resources []string `yaml:"resources"`
-		Images    []struct {
-			Name string `yaml:"name"`
-		} `yaml:"images"`
+		Namespace string           `yaml:"namespace"`
+		Resources []string         `yaml:"resources"`
+		Images    []kustomizeImage `yaml:"images"`
 	}
 	// selectors maps each Service name to the Service's selector.
 	selectors map[string]map[string]string
@@ -327,11 +330,10 @@ func TestKustomizationListsBaseManifests(t *testing.T) {
 	for _, workload := range m.workloads() {
 		for _, c := range allContainers(workload.Spec.Template.Spec) {
 			name, _, _ := strings.Cut(c.Image, ":")
-			if !slices.ContainsFunc(m.kustomization.Images, func(i struct {
-				Name string `yaml:"name"`
-			}) bool {
+			listed := slices.ContainsFunc(m.kustomization.Images, func(i kustomizeImage) bool {
 				return i.Name == name
-			}) {
+			})
+			if !listed {
 				t.Errorf("%s: image %s of container %s is missing from kustomization images", workload.file, name, c.Name)
 			}
 			dockerfile, ok := dockerfiles[name]
@@ -475,8 +477,11 @@ func TestWorkerEngineSidecar(t *testing.T) {
 		t.Fatal("no Deployment runbox-worker")
 	}
 	pod := worker.Spec.Template.Spec
-	if len(pod.InitContainers) != 1 || len(pod.Containers) != 1 {
-		t.Fatalf("worker pod has %d init containers and %d containers, want 1 and 1", len(pod.InitContainers), len(pod.Containers))
+	if len(pod.InitContainers) != 1 {
+		t.Fatalf("worker pod has %d init containers, want 1", len(pod.InitContainers))
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("worker pod has %d containers, want 1", len(pod.Containers))
 	}
 	engine, runner := pod.InitContainers[0], pod.Containers[0]
 	if engine.RestartPolicy != "Always" {
@@ -491,14 +496,19 @@ func TestWorkerEngineSidecar(t *testing.T) {
 	if !engine.SecurityContext.Privileged {
 		t.Error("engine container is not privileged")
 	}
-	if runner.SecurityContext.Privileged || !runner.SecurityContext.RunAsNonRoot {
-		t.Errorf("worker container privileged = %t, runAsNonRoot = %t; want false and true",
-			runner.SecurityContext.Privileged, runner.SecurityContext.RunAsNonRoot)
+	if runner.SecurityContext.Privileged {
+		t.Error("worker container is privileged, want it unprivileged")
+	}
+	if !runner.SecurityContext.RunAsNonRoot {
+		t.Error("worker container lacks runAsNonRoot: true")
 	}
 
 	engineHost, _ := engine.env("DOCKER_HOST")
 	workerHost, _ := runner.env("DOCKER_HOST")
-	if engineHost == "" || engineHost != workerHost {
+	if engineHost == "" {
+		t.Fatal("engine container sets no DOCKER_HOST, want a unix socket")
+	}
+	if engineHost != workerHost {
 		t.Fatalf("DOCKER_HOST is %q in the engine and %q in the worker, want the same unix socket", engineHost, workerHost)
 	}
 	socketDir := filepath.Dir(strings.TrimPrefix(engineHost, "unix://"))
@@ -510,7 +520,9 @@ func TestWorkerEngineSidecar(t *testing.T) {
 		}
 		return ""
 	}
-	if mountOf(engine) == "" || mountOf(engine) != mountOf(runner) {
+	if mountOf(engine) == "" {
+		t.Errorf("engine container mounts no volume at the socket directory %s", socketDir)
+	} else if mountOf(engine) != mountOf(runner) {
 		t.Errorf("socket directory %s is mounted from %q in the engine and %q in the worker, want one shared volume",
 			socketDir, mountOf(engine), mountOf(runner))
 	}
@@ -520,8 +532,11 @@ func TestWorkerEngineSidecar(t *testing.T) {
 	if runAs == nil {
 		runAs = pod.SecurityContext.RunAsGroup
 	}
-	if runAs == nil || group != strconv.Itoa(*runAs) {
-		t.Errorf("socket group %q differs from the worker's runAsGroup %v", group, runAs)
+	if runAs == nil {
+		t.Fatal("worker container sets no runAsGroup, in its own or the pod's securityContext")
+	}
+	if group != strconv.Itoa(*runAs) {
+		t.Errorf("socket group %q differs from the worker's runAsGroup %d", group, *runAs)
 	}
 }
 

@@ -18,9 +18,10 @@ for _ in $(seq 1 50); do
   curl -fsS "http://$RUNBOX_HTTP_ADDR/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
-# A healthy response may come from another instance on the same address.
+# The health check may have reached another instance on the same address,
+# so check that this API is still running.
 if ! kill -0 "$api" 2>/dev/null; then
-  echo "run: the API exited; is $RUNBOX_HTTP_ADDR in use? Set RUNBOX_HTTP_ADDR to another address." >&2
+  echo "run: the API exited, maybe because $RUNBOX_HTTP_ADDR is in use. Set RUNBOX_HTTP_ADDR to another address." >&2
   exit 1
 fi
 echo

@@ -35,8 +35,8 @@ const TaskTimeout = 3 * time.Minute
 // a finished task from a lost one.
 const Retention = time.Hour
 
-// LeaseRecovery is the longest time Asynq v0.26 takes to retry the task of
-// a worker that died. The lease lasts 30 s after the last heartbeat. The
+// LeaseRecovery is the max time that Asynq v0.26 takes to retry the task
+// of a worker that died. The lease lasts 30 s after the last heartbeat. The
 // recoverer runs once a minute and skips leases that expired less than
 // 30 s ago. Asynq fixes these values, so no setting changes them.
 const LeaseRecovery = 2 * time.Minute

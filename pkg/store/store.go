@@ -201,15 +201,15 @@ func (s *Store) ForgetPending(ctx context.Context, id string) error {
 	return s.rdb.ZRem(ctx, pendingKey, id).Err()
 }
 
-// TryLock takes the named lock for ttl unless another owner has it, and
-// reports whether it did. There is no unlock. The lock expires after ttl,
-// so a holder that dies cannot block the others for longer.
+// TryLock acquires the named lock for ttl if no owner holds it, the caller
+// included, and reports whether it did. There is no unlock: the lock
+// expires after ttl, so a holder that dies blocks the others for ttl at most.
 func (s *Store) TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
-	taken, err := s.rdb.SetNX(ctx, "runbox:lock:"+name, owner, ttl).Result()
+	acquired, err := s.rdb.SetNX(ctx, "runbox:lock:"+name, owner, ttl).Result()
 	if err != nil {
-		return false, fmt.Errorf("take lock %s: %w", name, err)
+		return false, fmt.Errorf("acquire lock %s: %w", name, err)
 	}
-	return taken, nil
+	return acquired, nil
 }
 
 // Subscribe returns a subscription to StatusChannel.

@@ -37,7 +37,17 @@ func create(t *testing.T, s *store.Store, createdAt time.Time) string {
 	return sub.ID
 }
 
-func TestStoreDelivery(t *testing.T) {
+// get returns the stored submission and fails the test if it cannot.
+func get(t *testing.T, s *store.Store, id string) *submission.Submission {
+	t.Helper()
+	sub, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("get submission %s: %v", id, err)
+	}
+	return sub
+}
+
+func TestStore(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 
@@ -46,44 +56,57 @@ func TestStoreDelivery(t *testing.T) {
 		if _, err := s.Start(ctx, id, time.Now()); err != nil {
 			t.Fatal(err)
 		}
+
 		stored, err := s.Finish(ctx, id, &submission.Result{Verdict: submission.VerdictOK}, time.Now())
-		if err != nil || !stored {
-			t.Fatalf("first Finish = %t, %v; want true, nil", stored, err)
+		if err != nil {
+			t.Fatalf("first Finish: %v", err)
+		}
+		if !stored {
+			t.Fatal("first Finish stored nothing, want the result stored")
 		}
 		stored, err = s.Finish(ctx, id, &submission.Result{Verdict: submission.VerdictInternalError}, time.Now())
-		if err != nil || stored {
-			t.Fatalf("second Finish = %t, %v; want false, nil", stored, err)
-		}
-		sub, err := s.Get(ctx, id)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("second Finish: %v", err)
 		}
-		if sub.Result.Verdict != submission.VerdictOK {
-			t.Errorf("stored verdict = %s, want the first one, ok", sub.Result.Verdict)
+		if stored {
+			t.Fatal("second Finish stored its result, want it dropped")
 		}
-		if attempt, err := s.Start(ctx, id, time.Now()); err != nil || attempt != 0 {
-			t.Errorf("Start of a done submission = %d, %v; want 0, nil", attempt, err)
+
+		if verdict := get(t, s, id).Result.Verdict; verdict != submission.VerdictOK {
+			t.Errorf("stored verdict = %s, want the first one, ok", verdict)
+		}
+		attempt, err := s.Start(ctx, id, time.Now())
+		if err != nil {
+			t.Errorf("Start of a done submission: %v", err)
+		}
+		if attempt != 0 {
+			t.Errorf("Start of a done submission = attempt %d, want 0", attempt)
 		}
 	})
 
 	t.Run("requeue ignores a stale attempt", func(t *testing.T) {
 		id := create(t, s, time.Now())
 		for want := 1; want <= 2; want++ {
-			if attempt, err := s.Start(ctx, id, time.Now()); err != nil || attempt != want {
-				t.Fatalf("Start = %d, %v; want %d, nil", attempt, err, want)
+			attempt, err := s.Start(ctx, id, time.Now())
+			if err != nil {
+				t.Fatalf("Start %d: %v", want, err)
+			}
+			if attempt != want {
+				t.Fatalf("Start %d = attempt %d, want %d", want, attempt, want)
 			}
 		}
+
 		if err := s.Requeue(ctx, id, 1); err != nil {
 			t.Fatal(err)
 		}
-		if sub, _ := s.Get(ctx, id); sub.Status != submission.StatusRunning {
-			t.Errorf("status after a requeue by attempt 1 of 2 = %s, want running", sub.Status)
+		if status := get(t, s, id).Status; status != submission.StatusRunning {
+			t.Errorf("status after a requeue by attempt 1 of 2 = %s, want running", status)
 		}
 		if err := s.Requeue(ctx, id, 2); err != nil {
 			t.Fatal(err)
 		}
-		if sub, _ := s.Get(ctx, id); sub.Status != submission.StatusQueued {
-			t.Errorf("status after a requeue by attempt 2 of 2 = %s, want queued", sub.Status)
+		if status := get(t, s, id).Status; status != submission.StatusQueued {
+			t.Errorf("status after a requeue by attempt 2 of 2 = %s, want queued", status)
 		}
 	})
 
@@ -93,6 +116,7 @@ func TestStoreDelivery(t *testing.T) {
 		for i := range 3 {
 			ids = append(ids, create(t, s, base.Add(time.Duration(i)*time.Second)))
 		}
+
 		before := base.Add(10 * time.Second)
 		first, err := s.Pending(ctx, before, 0, 2)
 		if err != nil {
@@ -105,6 +129,7 @@ func TestStoreDelivery(t *testing.T) {
 		if got := slices.Concat(first, second); !slices.Equal(got, ids) {
 			t.Errorf("pages = %v + %v, want %v", first, second, ids)
 		}
+
 		if _, err := s.Finish(ctx, ids[0], &submission.Result{Verdict: submission.VerdictOK}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
@@ -119,15 +144,24 @@ func TestStoreDelivery(t *testing.T) {
 
 	t.Run("lock excludes others until it expires", func(t *testing.T) {
 		ttl := 300 * time.Millisecond
-		if taken, err := s.TryLock(ctx, "test", "a", ttl); err != nil || !taken {
-			t.Fatalf("first TryLock = %t, %v; want true, nil", taken, err)
+		tryLock := func(owner string) bool {
+			t.Helper()
+			acquired, err := s.TryLock(ctx, "test", owner, ttl)
+			if err != nil {
+				t.Fatalf("TryLock by %s: %v", owner, err)
+			}
+			return acquired
 		}
-		if taken, err := s.TryLock(ctx, "test", "b", ttl); err != nil || taken {
-			t.Fatalf("TryLock while held = %t, %v; want false, nil", taken, err)
+
+		if !tryLock("a") {
+			t.Fatal("first TryLock failed, want the lock acquired")
+		}
+		if tryLock("b") {
+			t.Fatal("TryLock while another owner holds the lock succeeded, want it rejected")
 		}
 		time.Sleep(ttl + 100*time.Millisecond)
-		if taken, err := s.TryLock(ctx, "test", "b", ttl); err != nil || !taken {
-			t.Fatalf("TryLock after expiry = %t, %v; want true, nil", taken, err)
+		if !tryLock("b") {
+			t.Fatal("TryLock after expiry failed, want the lock acquired")
 		}
 	})
 }

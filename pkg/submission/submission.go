@@ -110,13 +110,14 @@ type Result struct {
 	CompileTimeMS   int64  `json:"compile_time_ms,omitempty"`
 	// Worker names the worker process that ran the submission.
 	Worker string `json:"worker,omitempty"`
-	// Stages records when the sandbox reached each stage of the run.
+	// Stages are the times at which the sandbox reached each stage of the
+	// run.
 	Stages *Stages `json:"stages,omitempty"`
 }
 
-// Stages are the times a run reached its stages inside the worker. With
-// created_at, started_at (picked up) and finished_at (stored) they split
-// the latency of a submission.
+// Stages are the times at which a run reached each stage inside the
+// worker. Together with created_at, started_at (picked up) and finished_at
+// (stored), they split the latency of a submission into its parts.
 type Stages struct {
 	// ContainerReadyAt is when the container was started (or taken from
 	// the pool) and the first step could begin.

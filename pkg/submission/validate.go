@@ -176,7 +176,7 @@ func (p Policy) bodyTooLarge(err error) *RequestError {
 	return nil
 }
 
-// decodeError turns a decoding error into a request error. raw is the
+// decodeError converts a decoding error into a request error. raw is the
 // JSON value when it was read whole, and nil otherwise.
 func (p Policy) decodeError(err error, raw json.RawMessage) *RequestError {
 	if e := p.bodyTooLarge(err); e != nil {
@@ -218,10 +218,11 @@ func (p Policy) decodeError(err error, raw json.RawMessage) *RequestError {
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		if isLimitsField(raw, name) {
 			return &RequestError{
-				Status:  http.StatusBadRequest,
-				Code:    "unknown_field",
-				Field:   "limits." + name,
-				Message: fmt.Sprintf("unknown field \"limits.%s\"; allowed limits are %s", name, strings.Join(limitNames(), ", ")),
+				Status: http.StatusBadRequest,
+				Code:   "unknown_field",
+				Field:  "limits." + name,
+				Message: fmt.Sprintf("unknown field %q; allowed limits are %s",
+					"limits."+name, strings.Join(limitNames(), ", ")),
 			}
 		}
 		return &RequestError{
@@ -240,7 +241,7 @@ func (p Policy) decodeError(err error, raw json.RawMessage) *RequestError {
 	}
 }
 
-// isLimitsField reports whether the unknown field name sits in the limits
+// isLimitsField reports whether the unknown field name is in the limits
 // object of the request rather than at its top level. Request has no other
 // nested object.
 func isLimitsField(raw json.RawMessage, name string) bool {

@@ -184,8 +184,12 @@ func TestViewOmitsTimeAfterCompileError(t *testing.T) {
 	if failed.TimeMS != nil {
 		t.Errorf("time_ms = %d after a compile error, want it absent", *failed.TimeMS)
 	}
+
 	ran := (&Submission{Status: StatusDone, Result: &Result{Verdict: VerdictOK, TimeMS: 12}}).View()
-	if ran.TimeMS == nil || *ran.TimeMS != 12 {
-		t.Errorf("time_ms = %v after a run, want 12", ran.TimeMS)
+	if ran.TimeMS == nil {
+		t.Fatal("time_ms is absent after a run, want 12")
+	}
+	if *ran.TimeMS != 12 {
+		t.Errorf("time_ms = %d after a run, want 12", *ran.TimeMS)
 	}
 }
