@@ -221,7 +221,7 @@ func (r *reconciler) fail(ctx context.Context, log *slog.Logger, sub *submission
 	if info != nil && (info.State == asynq.TaskStatePending || info.State == asynq.TaskStateScheduled ||
 		info.State == asynq.TaskStateRetry) {
 		if err := r.inspector.DeleteTask(queue.Name, sub.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			log.Warn("delete queue task of failed submission failed; a worker will take the task and skip it",
+			log.Warn("delete queue task of failed submission failed, so a worker will take the task and skip it",
 				"error", err)
 		}
 	}

@@ -256,7 +256,7 @@ func (r *Runner) removeMatching(ctx context.Context, match filters.Args, minAge 
 		}
 		err := r.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
-			// The worker that ran it is removing it at the same time.
+			// Another removal, such as that of the worker that ran it, came first.
 			continue
 		}
 		if err != nil {
