@@ -142,20 +142,45 @@ func countLines(log string, parts ...string) int {
 	return n
 }
 
+// countLinesSoon is countLines on the log of p, waiting up to 5 s for the
+// first matching line: a worker can write its line a moment after the
+// change it reports is visible.
+func countLinesSoon(p *process, parts ...string) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := countLines(p.log(), parts...)
+		if n > 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // checkOneResult checks that exactly one worker stored a result for the
 // submission and that the stored result does not change afterwards.
 func checkOneResult(t *testing.T, s *stack, view submission.View) {
 	t.Helper()
-	stored := 0
-	for _, worker := range s.workers {
-		stored += countLines(worker.log(), `msg="submission done"`, view.ID)
-		stored += countLines(worker.log(), `msg="repaired submission: stored an internal error"`, view.ID)
+	storedLines := func() int {
+		n := 0
+		for _, worker := range s.workers {
+			output := worker.log()
+			n += countLines(output, `msg="submission done"`, view.ID)
+			n += countLines(output, `msg="repaired submission: stored an internal error"`, view.ID)
+		}
+		return n
 	}
-	if stored != 1 {
+	// A worker writes its log line after it stores the result, so the
+	// line can come a moment after the result is visible.
+	deadline := time.Now().Add(5 * time.Second)
+	for storedLines() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A duplicate store that follows soon after the first is counted too.
+	time.Sleep(500 * time.Millisecond)
+	if stored := storedLines(); stored != 1 {
 		t.Errorf("workers logged %d stored results for submission %s, want 1", stored, view.ID)
 	}
 
-	time.Sleep(500 * time.Millisecond)
 	again := s.get(t, view.ID)
 	switch {
 	case view.FinishedAt == nil || again.FinishedAt == nil:
@@ -819,7 +844,7 @@ func TestReconcilerRepairsOrphans(t *testing.T) {
 
 	view := s.result(t, lost, time.Minute)
 	checkOK(t, "submission with a lost task", view, "lost\n")
-	if n := countLines(worker.log(), "enqueued it again", lost); n != 1 {
+	if n := countLinesSoon(worker, "enqueued it again", lost); n != 1 {
 		t.Errorf("worker logged %d re-enqueues of %s, want 1", n, lost)
 	}
 
@@ -830,7 +855,7 @@ func TestReconcilerRepairsOrphans(t *testing.T) {
 	if !strings.Contains(view.Message, "the queue gave up on this submission") {
 		t.Errorf("message %q does not say that the queue gave up", view.Message)
 	}
-	if n := countLines(worker.log(), "stored an internal error", abandoned); n != 1 {
+	if n := countLinesSoon(worker, "stored an internal error", abandoned); n != 1 {
 		t.Errorf("worker logged %d repairs of %s, want 1", n, abandoned)
 	}
 	checkOneResult(t, s, view)
