@@ -12,9 +12,10 @@ import (
 )
 
 // deniedSyscalls are allowed by Docker's default seccomp profile
-// (github.com/moby/profiles/seccomp v0.1.0) on kernels from 4.8 on, but a sandboxed program has no use for them. They
-// let a process read and change the memory of another process of the same
-// user, such as the container's init process.
+// (github.com/moby/profiles/seccomp v0.1.0) on kernels from 4.8 on, but a
+// sandboxed program has no use for them. They let a process read and
+// change the memory of another process of the same user, such as the
+// container's init process.
 var deniedSyscalls = []string{"ptrace", "process_vm_readv", "process_vm_writev"}
 
 // seccompProfile returns Docker's default seccomp profile (as shipped in
