@@ -15,12 +15,16 @@ import (
 	"testing"
 	"time"
 
+	dockercontainer "github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/runbox/runbox/pkg/sandbox"
 )
 
 // RedisImage is built by `make images` from deployments/support/redis.
@@ -132,4 +136,27 @@ func Docker(t testing.TB) *client.Client {
 		t.Fatalf("docker engine not reachable (`make test` starts it): %v", err)
 	}
 	return docker
+}
+
+// WaitForPoolContainers waits up to 30 s until the worker named worker has
+// an idle pool container for the language, and returns its idle pool
+// containers. It fails the test when none appears in time.
+func WaitForPoolContainers(t testing.TB, docker *client.Client, worker, language string) []dockercontainer.Summary {
+	t.Helper()
+	idle := filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+worker),
+		filters.Arg("label", sandbox.LabelPool+"="+language))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pooled, err := docker.ContainerList(context.Background(), dockercontainer.ListOptions{Filters: idle})
+		if err != nil {
+			t.Fatalf("list pool containers: %v", err)
+		}
+		if len(pooled) > 0 {
+			return pooled
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %s has no idle %s pool container after 30 s", worker, language)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

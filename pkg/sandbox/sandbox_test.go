@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
-
+	"github.com/runbox/runbox/internal/testenv"
 	"github.com/runbox/runbox/pkg/catalog"
 	"github.com/runbox/runbox/pkg/sandbox"
 	"github.com/runbox/runbox/pkg/submission"
@@ -25,17 +22,10 @@ func newRunner(t *testing.T) *sandbox.Runner {
 
 func newRunnerWith(t *testing.T, config sandbox.Config) *sandbox.Runner {
 	t.Helper()
-	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatalf("create docker client: %v", err)
-	}
-	t.Cleanup(func() { docker.Close() })
+	docker := testenv.Docker(t)
 	worker := fmt.Sprintf("sandbox-test-%d", time.Now().UnixNano())
 	config.WorkerName = worker
 	runner := sandbox.NewRunner(docker, config, nil)
-	if err := runner.Ping(context.Background()); err != nil {
-		t.Fatalf("docker engine not reachable (run `make test`, which starts it): %v", err)
-	}
 	t.Cleanup(func() {
 		runner.Close()
 		n, err := runner.CountContainers(context.Background(), worker)
@@ -350,28 +340,8 @@ func TestPoolSkipsStoppedContainer(t *testing.T) {
 	lang := language(t, "python")
 	run(t, runner, sandbox.Job{Language: lang, Source: "print(1)\n"})
 
-	docker, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatalf("create docker client: %v", err)
-	}
-	defer docker.Close()
-	idle := filters.NewArgs(filters.Arg("label", sandbox.LabelPool+"=python"),
-		filters.Arg("label", sandbox.LabelWorker+"="+runner.Config().WorkerName))
-	var pooled []container.Summary
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		pooled, err = docker.ContainerList(context.Background(), container.ListOptions{Filters: idle})
-		if err != nil {
-			t.Fatalf("list containers: %v", err)
-		}
-		if len(pooled) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the pool was not refilled within 30 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	docker := testenv.Docker(t)
+	pooled := testenv.WaitForPoolContainers(t, docker, runner.Config().WorkerName, "python")
 	// An engine restart also leaves the pool with stopped containers.
 	if err := docker.ContainerKill(context.Background(), pooled[0].ID, "KILL"); err != nil {
 		t.Fatalf("kill the pool container: %v", err)

@@ -220,20 +220,7 @@ func TestWorkerKilledMidRun(t *testing.T) {
 	// A first run fills the worker's python pool, so the kill leaves idle
 	// pool containers behind.
 	s.run(t, submission.Request{Language: "python", Source: "print('warm')\n"})
-	idlePool := filters.NewArgs(filters.Arg("label", sandbox.LabelWorker+"="+firstName),
-		filters.Arg("label", sandbox.LabelPool+"=python"))
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		pooled, err := docker.ContainerList(context.Background(), container.ListOptions{Filters: idlePool})
-		if err != nil {
-			t.Fatalf("list containers: %v", err)
-		}
-		if len(pooled) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first worker filled no python pool container within 30 s")
-		}
-	}
+	testenv.WaitForPoolContainers(t, docker, firstName, "python")
 
 	id := s.submit(t, submission.Request{Language: "python",
 		Source: "import time\ntime.sleep(5)\nprint('survived')\n",
