@@ -46,19 +46,17 @@ $want_test_tools && packages+=(chromium docker-compose)
 $want_runsc && packages+=(runsc)
 install_packages "${packages[@]}"
 
-# Registers runsc with the engine. --oci-seccomp makes gVisor apply the
-# container's seccomp profile to the program, as runc does. The ptrace
-# platform needs no KVM, and --network=none turns gVisor's network stack
-# off. An existing daemon.json without runsc is left alone, with a message.
+# Registers runsc with the engine, with the same file as the worker image
+# uses. --oci-seccomp makes gVisor apply the container's seccomp profile to
+# the program, as runc does. The ptrace platform needs no KVM, and
+# --network=none turns gVisor's network stack off. An existing daemon.json
+# without runsc is left alone, with a message.
 engine_config=/etc/docker/daemon.json
 engine_config_changed=false
 if $want_runsc; then
   if [ ! -e "$engine_config" ]; then
     mkdir -p /etc/docker
-    cat >"$engine_config" <<'JSON'
-{"runtimes": {"runsc": {"path": "/usr/bin/runsc",
-  "runtimeArgs": ["--platform=ptrace", "--network=none", "--oci-seccomp"]}}}
-JSON
+    cp "$(dirname "$0")/../worker/runsc-daemon.json" "$engine_config"
     echo "setup: registered runsc in $engine_config"
     engine_config_changed=true
   elif ! grep -q '"runsc"' "$engine_config"; then

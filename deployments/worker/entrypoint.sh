@@ -73,11 +73,7 @@ dockerd_args=(
 # docs/security.md explains. dockerd takes runtime arguments only from a
 # configuration file.
 if [ -x /usr/bin/runsc ]; then
-  cat > "$state_dir/daemon.json" <<'JSON'
-{"runtimes": {"runsc": {"path": "/usr/bin/runsc",
-  "runtimeArgs": ["--platform=ptrace", "--network=none", "--oci-seccomp"]}}}
-JSON
-  dockerd_args+=(--config-file="$state_dir/daemon.json")
+  dockerd_args+=(--config-file=/etc/runbox/runsc-daemon.json)
 fi
 if [ -n "${RUNBOX_DOCKERD_STORAGE_DRIVER:-}" ]; then
   dockerd_args+=(--storage-driver="$RUNBOX_DOCKERD_STORAGE_DRIVER")
